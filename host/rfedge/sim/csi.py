@@ -1,0 +1,311 @@
+"""ESP32 Wi-Fi CSI gesture simulator grounded in paper 002 §3.
+
+Channel per subcarrier k and packet time t (paper 002 eqs. 3-4):
+
+    H_k(t) = sum_static a_p e^{-j2π f_k L_p / c} + sum_dynamic a_p(t) e^{-j2π f_k L_p(t) / c} + W_k(t)
+
+in a bistatic Tx/Rx geometry: the static paths are the line of sight and the scatterers of the
+room (drifting slowly across a session), the dynamic paths are hand, forearm and torso and the hand
+seen via a wall, whose lengths follow the traced digit. The ESP32 receiver then adds what real
+captures show: a random common phase per packet (CFO), a random linear phase slope over
+subcarriers (timing/SFO), AGC gain steps, int8 I/Q quantization, packet loss and timestamp jitter.
+
+Each trial has its own random stream derived from (seed, trial id), so the result does not
+depend on generation order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rfedge.data.dataset import write_dataset
+from rfedge.progress import Progress
+from rfedge.sim import digits
+from rfedge.sim.presets import load_preset
+
+C = 299_792_458.0
+SUBCARRIER_SPACING_HZ = 312.5e3
+HT20_USED = np.array([k for k in range(-28, 29) if k != 0])
+LLTF_USED = np.array([k for k in range(-26, 27) if k != 0])
+_ALL_K = np.arange(-28, 29)
+
+
+def channel_freq_hz(channel: int) -> float:
+    return 2.412e9 + 5e6 * (channel - 1) if channel < 14 else 2.484e9
+
+
+@dataclass
+class Environment:
+    index: int
+    tx: np.ndarray                  # [3]
+    rx: np.ndarray                  # [R, 3]
+    scat_pos: np.ndarray            # [M, 3]
+    scat_gain: np.ndarray           # [M] complex
+    wall_y: float                   # a wall parallel to the link, behind the link from the user
+    rx_gain_db: np.ndarray          # [R]
+
+    @property
+    def receivers(self) -> int:
+        return len(self.rx)
+
+
+@dataclass
+class User:
+    index: int
+    duration_s: float
+    size_m: float
+    slant: float
+    aspect: float
+    style: dict = field(default_factory=dict)      # label -> perturbed control points
+    stance: list = field(default_factory=list)     # per session: offset of the gesture centre
+
+
+def _uniform(rng, lohi):
+    return float(rng.uniform(lohi[0], lohi[1]))
+
+
+def make_environment(cfg: dict, index: int) -> Environment:
+    rng = np.random.default_rng([cfg["seed"], 1, index])
+    half = cfg["link_m"] / 2
+    tx = np.array([-half, 0.0, 0.0])
+    n_rx = int(rng.integers(cfg["receivers"][0], cfg["receivers"][1] + 1))
+    # Receiver 0 closes the main link; extra boards sit around the gesture area.
+    rx = [np.array([half, 0.0, 0.0])]
+    for _ in range(n_rx - 1):
+        ang = rng.uniform(0.2 * np.pi, 0.8 * np.pi)
+        r = rng.uniform(1.0, 1.6)
+        rx.append(np.array([r * np.cos(ang), 0.5 + r * np.sin(ang) * 0.6, rng.uniform(-0.1, 0.3)]))
+    m = int(rng.integers(cfg["scatterers"][0], cfg["scatterers"][1] + 1))
+    # Furniture and walls stand apart from the boards and the gesture area (>= 0.8 m from each).
+    keep_out = np.vstack([tx, *rx, [0.0, 0.5, 0.15]])
+    scat_pos = np.empty((0, 3))
+    while len(scat_pos) < m:
+        p = np.array([rng.uniform(-2.5, 2.5), rng.uniform(-2.0, 3.0), rng.uniform(-0.8, 1.5)])
+        if np.min(np.linalg.norm(keep_out - p, axis=1)) >= 0.8:
+            scat_pos = np.vstack([scat_pos, p])
+    scat_gain = rng.uniform(*cfg["scatterer_gain"], m) * np.exp(1j * rng.uniform(-np.pi, np.pi, m))
+    return Environment(index, tx, np.array(rx), scat_pos, scat_gain, wall_y=float(-rng.uniform(0.8, 2.0)),
+                       rx_gain_db=rng.normal(0.0, 2.0, n_rx))
+
+
+def make_user(cfg: dict, index: int) -> User:
+    rng = np.random.default_rng([cfg["seed"], 2, index])
+    u = User(index, duration_s=_uniform(rng, cfg["gesture_s"]), size_m=_uniform(rng, cfg["size_m"]),
+             slant=float(rng.normal(0, cfg["slant_sigma"])), aspect=float(np.exp(rng.normal(0, 0.12))))
+    for label, pts in digits.DIGIT_PATHS.items():
+        u.style[label] = digits.perturb(np.array(pts, dtype=float), rng, cfg["style_sigma"])
+    u.stance = [rng.normal(0.0, cfg["stance_sigma_m"], 3) * np.array([1.0, 1.0, 0.4]) for _ in range(cfg["sessions"])]
+    return u
+
+
+def multipath_csi(freqs_hz: np.ndarray, lengths_m: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """Channel sum_p a_p e^{-j2π f L_p / c} (paper 002 eq. 4) for paths [..., P] at freqs [K]: [..., K]."""
+    phase = np.exp(-2j * np.pi * lengths_m[..., None] * (freqs_hz / C))
+    return np.einsum("...p,...pk->...k", gains, phase)
+
+
+def _bistatic_len(p: np.ndarray, tx: np.ndarray, rx: np.ndarray) -> np.ndarray:
+    """Path length Tx -> p -> Rx for points p [..., 3] and receivers rx [R, 3]: [R, ...]."""
+    d_tx = np.linalg.norm(p - tx, axis=-1)
+    d_rx = np.linalg.norm(p[None] - rx.reshape((len(rx),) + (1,) * (p.ndim - 1) + (3,)), axis=-1)
+    return d_tx[None], d_rx
+
+
+def _packet_times(cfg: dict, rng: np.random.Generator, n_nominal: int) -> np.ndarray:
+    """Arrival times (s) of the packets that survive loss: jittered grid, Bernoulli + burst loss."""
+    period = 1.0 / cfg["rate_hz"]
+    t = np.arange(n_nominal) * period + rng.normal(0.0, cfg["jitter_ms"] * 1e-3, n_nominal)
+    t = np.maximum.accumulate(np.clip(t, 0.0, None))
+    keep = rng.random(n_nominal) >= cfg["packet_loss"]
+    for start in np.flatnonzero(rng.random(n_nominal) < cfg["burst_loss_prob"]):
+        keep[start:start + int(rng.integers(2, 7))] = False
+    keep[0] = True
+    return t[keep]
+
+
+def _hand_track(cfg, user: User, label: str, session: int, t: np.ndarray, rng, orientation_deg: float,
+                distance_m: float):
+    """Hand, forearm and torso positions [len(t), 3] plus the trial's timing facts."""
+    window = cfg["window_s"]
+    dur = user.duration_s * float(np.exp(rng.normal(0, cfg["duration_jitter"])))
+    dur = float(np.clip(dur, 0.6, window - 0.3))
+    onset = 0.15 + float(rng.uniform(0.0, max(window - dur - 0.3, 0.0)))
+    size = user.size_m * float(np.exp(rng.normal(0, cfg["size_jitter"])))
+    if label == digits.STEADY:
+        pts = None
+    else:
+        pts = digits.perturb(user.style[label], rng, cfg["trial_sigma"])
+        pts = pts @ np.array([[user.aspect, 0.0], [user.slant, 1.0]])
+    uv = digits.plane_trajectory(label, t, onset, dur, pts, rng)
+    th = np.deg2rad(orientation_deg + rng.normal(0, 4.0))
+    u_dir = np.array([np.cos(th), np.sin(th), 0.0])
+    v_dir = np.array([0.0, 0.0, 1.0])
+    n_dir = np.cross(u_dir, v_dir)
+    centre = np.array([rng.normal(0, 0.08), distance_m, 0.15 + rng.normal(0, 0.03)]) + user.stance[session]
+    # The hand also moves out of the drawing plane a little, as air-writing does.
+    bulge = rng.normal(0.0, 0.08) if pts is not None else 0.0
+    depth = size * bulge * np.sin(np.pi * np.clip((t - onset) / dur, 0.0, 1.0))
+    hand = centre + size * (uv[:, :1] * u_dir + uv[:, 1:] * v_dir) + depth[:, None] * n_dir
+    # Tremor and, sometimes, a slow fidget of the resting hand.
+    f_tr = rng.uniform(6, 12, 3)
+    hand = hand + cfg["tremor_m"] * np.sin(2 * np.pi * f_tr * t[:, None] + rng.uniform(0, 2 * np.pi, 3))
+    if rng.random() < cfg["fidget_prob"]:
+        drift = rng.normal(0, 0.02, 3)
+        hand = hand + drift * digits.min_jerk(t / window)[:, None]
+    elbow0 = centre + np.array([0.0, 0.28, -0.22])
+    elbow = elbow0 + 0.3 * (hand - centre)
+    forearm = 0.5 * (hand + elbow)
+    torso = centre + np.array([0.0, 0.45, -0.3]) + np.outer(0.004 * np.sin(2 * np.pi * 0.25 * t), [0, 1, 0])
+    return hand, forearm, torso, onset, dur
+
+
+def simulate_trial(cfg: dict, env: Environment, user: User, label: str, session: int, trial_in_session: int,
+                   trial_id: int):
+    """One trial on every receiver of the environment.
+
+    Returns (ht [R][P_r, 56] complex int, lltf [R][P_r, 52] complex int, t_us [R][P_r] int64,
+    rssi [R][P_r] int, facts dict).
+    """
+    rng = np.random.default_rng([cfg["seed"], 3, trial_id])
+    orientation = int(rng.choice(cfg["orientations_deg"]))
+    distance = _uniform(rng, cfg["distance_m"])
+    fc = channel_freq_hz(cfg["channel"])
+    freqs = fc + _ALL_K * SUBCARRIER_SPACING_HZ
+    n_nominal = int(round(cfg["window_s"] * cfg["rate_hz"]))
+
+    # Static part: this session's and this trial's drifted room.
+    srng = np.random.default_rng([cfg["seed"], 4, env.index, user.index, session])
+    scat = env.scat_pos + srng.normal(0, cfg["session_drift_m"], env.scat_pos.shape)
+    scat = scat + trial_in_session * cfg["trial_drift_m"] * srng.normal(0, 1, env.scat_pos.shape)
+    sgain = env.scat_gain * np.exp(srng.normal(0, 0.1, len(scat)))
+    d_tx, d_rx = _bistatic_len(scat, env.tx, env.rx)                           # [1, M], [R, M]
+    los = np.linalg.norm(env.rx - env.tx, axis=1)                              # [R]
+    L_static = np.concatenate([los[:, None], d_tx + d_rx], axis=1)             # [R, 1+M]
+    a_static = np.concatenate([1.0 / los[:, None], sgain[None] / (d_tx * d_rx)], axis=1)
+    H0 = multipath_csi(freqs, L_static, a_static)                              # [R, 57]
+
+    ht, lltf, t_us, rssi = [], [], [], []
+    facts = {"orientation_deg": orientation, "distance_m": round(distance, 4)}
+    trng = np.random.default_rng([cfg["seed"], 5, trial_id])
+    times = [_packet_times(cfg, trng, n_nominal) for _ in range(env.receivers)]
+    # One hand track for all receivers, sampled on the union of their packet times.
+    t_all = np.unique(np.concatenate(times))
+    hand, forearm, torso, onset, dur = _hand_track(cfg, user, label, session, t_all, rng, orientation, distance)
+    facts.update(onset_s=round(onset, 4), gesture_s=round(dur, 4) if label != digits.STEADY else 0.0)
+    wall_img_tx = env.tx * np.array([1, -1, 1]) + np.array([0, 2 * env.wall_y, 0])
+    for r in range(env.receivers):
+        idx = np.searchsorted(t_all, times[r])
+        rx = env.rx[r:r + 1]
+        lengths, gains = [], []
+        for pts, gain in ((hand, cfg["hand_gain"]), (forearm, cfg["forearm_gain"]), (torso, cfg["torso_gain"])):
+            dt, dr = _bistatic_len(pts[idx], env.tx, rx)
+            lengths.append(dt[0] + dr[0])
+            gains.append(-gain / (dt[0] * dr[0]))
+        # The hand seen via the wall: the image of the transmitter in the wall plane.
+        dt = np.linalg.norm(hand[idx] - wall_img_tx, axis=-1)
+        dr = np.linalg.norm(hand[idx] - rx[0], axis=-1)
+        lengths.append(dt + dr)
+        gains.append(-cfg["wall_reflection"] * cfg["hand_gain"] / (dt * dr))
+        H = H0[r][None] + multipath_csi(freqs, np.stack(lengths, 1), np.stack(gains, 1))   # [P, 57]
+        P = len(idx)
+        # Receiver: AGC normalizes the static power, then steps; noise; CFO; timing slope.
+        ref = float(np.sqrt(np.mean(np.abs(H0[r]) ** 2)))
+        scale = cfg["amp_int8"] * np.sqrt(2) / ref * 10 ** (env.rx_gain_db[r] / 20 * 0.1)
+        steps = trng.random(P) < cfg["agc_step_rate_hz"] / cfg["rate_hz"]
+        agc_db = np.cumsum(steps * trng.choice([-1.0, 1.0], P) * cfg["agc_step_db"])
+        g = scale * 10 ** (agc_db / 20)
+        noise_sd = ref * 10 ** (-cfg["snr_db"] / 20) / np.sqrt(2)
+        cfo = np.exp(1j * trng.uniform(-np.pi, np.pi, P))
+        slope = trng.normal(0, cfg["sto_sigma"], P) + trng.normal(0, cfg["sto_sigma"])
+        rot = cfo[:, None] * np.exp(1j * slope[:, None] * _ALL_K[None])
+
+        def quantize(Hpart, kk):
+            sel = np.searchsorted(_ALL_K, kk)
+            noise = trng.normal(0, noise_sd, (P, len(kk), 2)) @ np.array([1, 1j])
+            v = (Hpart[:, sel] + noise) * rot[:, sel] * g[:, None]
+            return (np.clip(np.rint(v.real), -128, 127) + 1j * np.clip(np.rint(v.imag), -128, 127))
+
+        ht.append(quantize(H, HT20_USED))
+        lltf.append(quantize(H, LLTF_USED))
+        t_us.append(np.rint(times[r] * 1e6).astype(np.int64))
+        p_dbm = 20 * np.log10(np.mean(np.abs(H), axis=1)) - 48 + env.rx_gain_db[r]
+        rssi.append(np.clip(np.rint(p_dbm + trng.normal(0, 1.0, P)), -100, -10).astype(np.int64))
+    return ht, lltf, t_us, rssi, facts
+
+
+def _trial_plan(cfg):
+    """(user, session, trial_in_session, label) for every trial, in recording order."""
+    plan = []
+    for u in range(cfg["users"]):
+        for s in range(cfg["sessions"]):
+            order = np.random.default_rng([cfg["seed"], 6, u, s]).permutation(
+                np.repeat(np.arange(len(digits.LABEL_NAMES)), cfg["trials_per_class"]))
+            for j, lab in enumerate(order):
+                plan.append((u, s, j, int(lab)))
+    return plan
+
+
+def synth_csi_dataset(out, preset: str = "esp32-digits", seed: int | None = None, write_log: bool = False,
+                      overrides: dict | None = None) -> Path:
+    """Simulate a CSI gesture dataset into ``out`` (see rfedge.data.dataset for the layout)."""
+    cfg = load_preset(preset, overrides)
+    if seed is not None:
+        cfg["seed"] = int(seed)
+    envs = [make_environment(cfg, e) for e in range(cfg["environments"])]
+    users = [make_user(cfg, u) for u in range(cfg["users"])]
+    plan = _trial_plan(cfg)
+    n = len(plan)
+    r_max = max(e.receivers for e in envs)
+    p_max = int(round(cfg["window_s"] * cfg["rate_hz"]))
+    csi = np.zeros((n, r_max, p_max, len(HT20_USED), 2), np.int8)
+    t_us = np.full((n, r_max, p_max), -1, np.int64)
+    rssi = np.zeros((n, r_max, p_max), np.int8)
+    n_packets = np.zeros((n, r_max), np.int16)
+    trials = []
+    logs = {} if write_log else None
+    session_clock = {}
+    with Progress(n, f"synth csi {preset}") as prog:
+        for i, (u, s, j, lab) in enumerate(plan):
+            env = envs[u % cfg["environments"]]
+            label = digits.LABEL_NAMES[lab]
+            ht, lltf, tt, rs, facts = simulate_trial(cfg, env, users[u], label, s, j, i)
+            # Device clocks run on across a session: trial j starts j windows (+ a pause) later.
+            clk = session_clock.setdefault((u, s), int(np.random.default_rng([cfg["seed"], 7, u, s]).integers(1e6, 1e9)))
+            start_us = clk + j * int((cfg["window_s"] + 1.0) * 1e6)
+            for r in range(env.receivers):
+                P = len(tt[r])
+                csi[i, r, :P, :, 0] = ht[r].real
+                csi[i, r, :P, :, 1] = ht[r].imag
+                t_us[i, r, :P] = tt[r] + start_us
+                rssi[i, r, :P] = rs[r]
+                n_packets[i, r] = P
+                if logs is not None:
+                    logs.setdefault((u, s, r), []).append((i, label, ht[r], lltf[r], tt[r] + start_us, rs[r]))
+            trials.append({
+                "id": i, "label": lab, "label_name": label, "user": u, "session": s, "trial": j,
+                "environment": env.index, "receivers": env.receivers, **facts,
+                "user_speed_s": round(users[u].duration_s, 4), "user_size_m": round(users[u].size_m, 4),
+                "user_slant": round(users[u].slant, 4),
+            })
+            prog.update()
+    config = {**cfg, "preset": preset, "subcarriers": HT20_USED.tolist(), "part": "ht-ltf",
+              "bandwidth_mhz": 20, "secondary_channel": 0}
+    path = write_dataset(
+        out, kind="csi", label_names=list(digits.LABEL_NAMES), trials=trials,
+        arrays={"csi": csi, "t_us": t_us, "rssi": rssi, "n_packets": n_packets}, config=config,
+        array_doc={
+            "csi": "int8 [trial, receiver, packet, subcarrier, (real, imag)]: HT-LTF used subcarriers "
+                   "(config.subcarriers), packets beyond n_packets are zero",
+            "t_us": "int64 [trial, receiver, packet]: device local_timestamp in µs, -1 past n_packets",
+            "rssi": "int8 [trial, receiver, packet]: RSSI in dBm",
+            "n_packets": "int16 [trial, receiver]: packets received (0: receiver absent in this environment)",
+        },
+        produced_by="rfedge synth csi")
+    if logs is not None:
+        from rfedge.sim.csi_logs import write_trial_logs
+
+        write_trial_logs(Path(path) / "logs", logs, cfg)
+    return Path(path)
