@@ -51,7 +51,8 @@ def test_min_jerk_profile_rests_at_both_ends():
 
 def test_every_digit_curve_spans_its_box():
     for name, pts in digits.DIGIT_PATHS.items():
-        c = digits.digit_curve(np.array(pts, float))
+        c, knots = digits.digit_curve(np.array(pts, float))
+        assert knots[0] == 0 and np.all(np.diff(knots) > 0)
         assert c.shape == (400, 2)
         assert np.ptp(c[:, 1]) > 0.8, name  # every digit is traced top to bottom
 

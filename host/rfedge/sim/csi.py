@@ -61,6 +61,8 @@ class User:
     aspect: float
     style: dict = field(default_factory=dict)      # label -> perturbed control points
     stance: list = field(default_factory=list)     # per session: offset of the gesture centre
+    elevation_deg: float = 45.0                    # where the hand works, seen from the link line
+    fluency: float = 0.3                           # 0: stops at every corner, 1: one smooth stroke
 
 
 def _uniform(rng, lohi):
@@ -97,6 +99,8 @@ def make_user(cfg: dict, index: int) -> User:
              slant=float(rng.normal(0, cfg["slant_sigma"])), aspect=float(np.exp(rng.normal(0, 0.12))))
     for label, pts in digits.DIGIT_PATHS.items():
         u.style[label] = digits.perturb(np.array(pts, dtype=float), rng, cfg["style_sigma"])
+    u.elevation_deg = _uniform(rng, cfg["elevation_deg"])
+    u.fluency = _uniform(rng, cfg["fluency"])
     u.stance = [rng.normal(0.0, cfg["stance_sigma_m"], 3) * np.array([1.0, 1.0, 0.4]) for _ in range(cfg["sessions"])]
     return u
 
@@ -139,12 +143,15 @@ def _hand_track(cfg, user: User, label: str, session: int, t: np.ndarray, rng, o
     else:
         pts = digits.perturb(user.style[label], rng, cfg["trial_sigma"])
         pts = pts @ np.array([[user.aspect, 0.0], [user.slant, 1.0]])
-    uv = digits.plane_trajectory(label, t, onset, dur, pts, rng)
+    uv = digits.plane_trajectory(label, t, onset, dur, pts, user.fluency)
     th = np.deg2rad(orientation_deg + rng.normal(0, 4.0))
     u_dir = np.array([np.cos(th), np.sin(th), 0.0])
     v_dir = np.array([0.0, 0.0, 1.0])
     n_dir = np.cross(u_dir, v_dir)
-    centre = np.array([rng.normal(0, 0.08), distance_m, 0.15 + rng.normal(0, 0.03)]) + user.stance[session]
+    # The hand works above the table, in front of and over the link: distance_m from the link line
+    # at an elevation that the user's stance sets (paper 002 §4.1).
+    elev = np.deg2rad(user.elevation_deg + rng.normal(0, 4.0))
+    centre = np.array([rng.normal(0, 0.08), distance_m * np.cos(elev), distance_m * np.sin(elev)]) + user.stance[session]
     # The hand also moves out of the drawing plane a little, as air-writing does.
     bulge = rng.normal(0.0, 0.08) if pts is not None else 0.0
     depth = size * bulge * np.sin(np.pi * np.clip((t - onset) / dur, 0.0, 1.0))

@@ -42,18 +42,38 @@ def perturb(points: np.ndarray, rng: np.random.Generator, sigma: float) -> np.nd
     return points + rng.normal(0.0, sigma, size=points.shape)
 
 
-def digit_curve(points: np.ndarray, n: int = 400) -> np.ndarray:
-    """Smooth closed-form curve through control points, resampled uniformly in arc length: [n, 2]."""
+def digit_curve(points: np.ndarray, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth curve through control points, uniform in arc length: ([n, 2], arc length of each control point)."""
     seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
-    s = np.concatenate([[0.0], np.cumsum(np.maximum(seg, 1e-6))])
-    spline = CubicSpline(s, points, bc_type="natural")
-    fine = spline(np.linspace(0, s[-1], 4 * n))
+    knots = np.concatenate([[0.0], np.cumsum(np.maximum(seg, 1e-6))])
+    spline = CubicSpline(knots, points, bc_type="natural")
+    param = np.linspace(0, knots[-1], 4 * n)
+    fine = spline(param)
     arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(fine, axis=0), axis=1))])
-    return np.stack([np.interp(np.linspace(0, arc[-1], n), arc, fine[:, i]) for i in range(2)], axis=1)
+    s = np.linspace(0, arc[-1], n)
+    curve = np.stack([np.interp(s, arc, fine[:, i]) for i in range(2)], axis=1)
+    return curve, np.interp(knots, param, arc)
+
+
+def arc_progress(tau: np.ndarray, knot_arc: np.ndarray, fluency: float) -> np.ndarray:
+    """Arc length travelled at normalized time tau.
+
+    Handwriting slows down at every corner: each stroke between control points gets its own
+    minimum-jerk profile, with time shares growing sub-linearly with stroke length (isochrony).
+    ``fluency`` blends that with one smooth profile over the whole digit (1: fully smooth).
+    """
+    lengths = np.diff(knot_arc)
+    share = np.maximum(lengths, 1e-6) ** 0.7
+    t_knots = np.concatenate([[0.0], np.cumsum(share)]) / share.sum()
+    tau = np.clip(tau, 0.0, 1.0)
+    i = np.clip(np.searchsorted(t_knots, tau, side="right") - 1, 0, len(lengths) - 1)
+    u = (tau - t_knots[i]) / (t_knots[i + 1] - t_knots[i])
+    piecewise = knot_arc[i] + lengths[i] * min_jerk(u)
+    return fluency * knot_arc[-1] * min_jerk(tau) + (1 - fluency) * piecewise
 
 
 def plane_trajectory(label: str, t: np.ndarray, onset: float, duration: float, points: np.ndarray | None,
-                     rng: np.random.Generator) -> np.ndarray:
+                     fluency: float = 0.3) -> np.ndarray:
     """In-plane hand offset [len(t), 2] in units of the digit size, centred on the box centre.
 
     Before the onset and after the end the hand rests at the start/end point. ``points`` are the
@@ -61,10 +81,10 @@ def plane_trajectory(label: str, t: np.ndarray, onset: float, duration: float, p
     """
     if label == STEADY or points is None:
         return np.zeros((len(t), 2))
-    curve = digit_curve(points) - 0.5
-    tau = min_jerk((t - onset) / duration)
-    idx = tau * (len(curve) - 1)
-    i0 = np.floor(idx).astype(int)
+    curve, knot_arc = digit_curve(points)
+    s = arc_progress((t - onset) / duration, knot_arc, fluency)
+    idx = s / knot_arc[-1] * (len(curve) - 1)
+    i0 = np.clip(np.floor(idx).astype(int), 0, len(curve) - 1)
     i1 = np.minimum(i0 + 1, len(curve) - 1)
     w = (idx - i0)[:, None]
-    return curve[i0] * (1 - w) + curve[i1] * w
+    return (curve[i0] * (1 - w) + curve[i1] * w) - 0.5
