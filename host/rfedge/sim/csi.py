@@ -39,17 +39,29 @@ def channel_freq_hz(channel: int) -> float:
 
 @dataclass
 class Environment:
+    """A room: the boards, six walls (image sources of first-order reflections) and furniture."""
+
     index: int
     tx: np.ndarray                  # [3]
     rx: np.ndarray                  # [R, 3]
+    room_lo: np.ndarray             # [3] wall planes x, y, z (low side)
+    room_hi: np.ndarray             # [3] wall planes x, y, z (high side)
+    wall_gamma: np.ndarray          # [6] complex reflection coefficient: x-lo, x-hi, y-lo, y-hi, z-lo, z-hi
     scat_pos: np.ndarray            # [M, 3]
     scat_gain: np.ndarray           # [M] complex
-    wall_y: float                   # a wall parallel to the link, behind the link from the user
     rx_gain_db: np.ndarray          # [R]
 
     @property
     def receivers(self) -> int:
         return len(self.rx)
+
+    def images(self, p: np.ndarray) -> np.ndarray:
+        """Mirror images [6, ..., 3] of points p [..., 3] in the six walls."""
+        out = np.repeat(p[None], 6, axis=0).astype(float)
+        for w in range(6):
+            axis, plane = w // 2, (self.room_lo, self.room_hi)[w % 2][w // 2]
+            out[w, ..., axis] = 2 * plane - p[..., axis]
+        return out
 
 
 @dataclass
@@ -80,16 +92,21 @@ def make_environment(cfg: dict, index: int) -> Environment:
         ang = rng.uniform(0.2 * np.pi, 0.8 * np.pi)
         r = rng.uniform(1.0, 1.6)
         rx.append(np.array([r * np.cos(ang), 0.5 + r * np.sin(ang) * 0.6, rng.uniform(-0.1, 0.3)]))
+    # The boards stand on a table (z = 0) somewhere in a room; the user is on the +y side.
+    size = np.array([rng.uniform(*cfg["room_m"][0:2]), rng.uniform(*cfg["room_m"][0:2]), rng.uniform(2.4, 3.2)])
+    lo = np.array([-rng.uniform(half + 0.5, size[0] - half - 0.5), -rng.uniform(0.5, size[1] - 2.0), -0.75])
+    room_lo, room_hi = lo, lo + size
+    gamma = rng.uniform(*cfg["wall_gamma"], 6) * np.exp(1j * (np.pi + rng.normal(0, 0.3, 6)))
     m = int(rng.integers(cfg["scatterers"][0], cfg["scatterers"][1] + 1))
-    # Furniture and walls stand apart from the boards and the gesture area (>= 0.8 m from each).
+    # Furniture stands apart from the boards and the gesture area (>= 0.8 m from each).
     keep_out = np.vstack([tx, *rx, [0.0, 0.5, 0.15]])
     scat_pos = np.empty((0, 3))
     while len(scat_pos) < m:
-        p = np.array([rng.uniform(-2.5, 2.5), rng.uniform(-2.0, 3.0), rng.uniform(-0.8, 1.5)])
+        p = rng.uniform(room_lo + 0.2, room_hi - 0.2)
         if np.min(np.linalg.norm(keep_out - p, axis=1)) >= 0.8:
             scat_pos = np.vstack([scat_pos, p])
     scat_gain = rng.uniform(*cfg["scatterer_gain"], m) * np.exp(1j * rng.uniform(-np.pi, np.pi, m))
-    return Environment(index, tx, np.array(rx), scat_pos, scat_gain, wall_y=float(-rng.uniform(0.8, 2.0)),
+    return Environment(index, tx, np.array(rx), room_lo, room_hi, gamma, scat_pos, scat_gain,
                        rx_gain_db=rng.normal(0.0, 2.0, n_rx))
 
 
@@ -190,8 +207,9 @@ def simulate_trial(cfg: dict, env: Environment, user: User, label: str, session:
     sgain = env.scat_gain * np.exp(srng.normal(0, 0.1, len(scat)))
     d_tx, d_rx = _bistatic_len(scat, env.tx, env.rx)                           # [1, M], [R, M]
     los = np.linalg.norm(env.rx - env.tx, axis=1)                              # [R]
-    L_static = np.concatenate([los[:, None], d_tx + d_rx], axis=1)             # [R, 1+M]
-    a_static = np.concatenate([1.0 / los[:, None], sgain[None] / (d_tx * d_rx)], axis=1)
+    d_wall = np.linalg.norm(env.rx[:, None] - env.images(env.tx)[None], axis=-1)  # [R, 6]
+    L_static = np.concatenate([los[:, None], d_wall, d_tx + d_rx], axis=1)     # [R, 1+6+M]
+    a_static = np.concatenate([1.0 / los[:, None], env.wall_gamma[None] / d_wall, sgain[None] / (d_tx * d_rx)], axis=1)
     H0 = multipath_csi(freqs, L_static, a_static)                              # [R, 57]
 
     ht, lltf, t_us, rssi = [], [], [], []
@@ -202,7 +220,7 @@ def simulate_trial(cfg: dict, env: Environment, user: User, label: str, session:
     t_all = np.unique(np.concatenate(times))
     hand, forearm, torso, onset, dur = _hand_track(cfg, user, label, session, t_all, rng, orientation, distance)
     facts.update(onset_s=round(onset, 4), gesture_s=round(dur, 4) if label != digits.STEADY else 0.0)
-    wall_img_tx = env.tx * np.array([1, -1, 1]) + np.array([0, 2 * env.wall_y, 0])
+    tx_images = env.images(env.tx)
     for r in range(env.receivers):
         idx = np.searchsorted(t_all, times[r])
         rx = env.rx[r:r + 1]
@@ -211,11 +229,17 @@ def simulate_trial(cfg: dict, env: Environment, user: User, label: str, session:
             dt, dr = _bistatic_len(pts[idx], env.tx, rx)
             lengths.append(dt[0] + dr[0])
             gains.append(-gain / (dt[0] * dr[0]))
-        # The hand seen via the wall: the image of the transmitter in the wall plane.
-        dt = np.linalg.norm(hand[idx] - wall_img_tx, axis=-1)
-        dr = np.linalg.norm(hand[idx] - rx[0], axis=-1)
-        lengths.append(dt + dr)
-        gains.append(-cfg["wall_reflection"] * cfg["hand_gain"] / (dt * dr))
+        # The hand seen via each wall, before (image of Tx) and after (image of Rx) the bounce.
+        h = hand[idx]
+        d_h_tx = np.linalg.norm(h - env.tx, axis=-1)
+        d_h_rx = np.linalg.norm(h - rx[0], axis=-1)
+        for img_tx, img_rx, gam in zip(tx_images, env.images(rx[0]), env.wall_gamma):
+            d1 = np.linalg.norm(h - img_tx, axis=-1)
+            lengths.append(d1 + d_h_rx)
+            gains.append(-cfg["hand_gain"] * gam / (d1 * d_h_rx))
+            d2 = np.linalg.norm(h - img_rx, axis=-1)
+            lengths.append(d_h_tx + d2)
+            gains.append(-cfg["hand_gain"] * gam / (d_h_tx * d2))
         H = H0[r][None] + multipath_csi(freqs, np.stack(lengths, 1), np.stack(gains, 1))   # [P, 57]
         P = len(idx)
         # Receiver: AGC normalizes the static power, then steps; noise; CFO; timing slope.
