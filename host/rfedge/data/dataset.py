@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,13 +52,15 @@ def write_dataset(
     array_doc: dict[str, str] | None = None,
     splits: dict[str, dict] | None = None,
     produced_by: str = "",
+    extra_dirs: dict[str, Path] | None = None,
 ) -> Path:
     """Write a complete dataset directory atomically and return its path.
 
     ``trials[i]`` is the metadata of trial i and must hold ``label`` (int index into
     ``label_names``); every array's first axis has ``len(trials)`` rows. ``splits`` maps a split
     name to its JSON object (see rfedge.data.splits); when None, the standard splits are made
-    from the metadata.
+    from the metadata. ``extra_dirs`` are directories moved into the dataset under the given
+    names (e.g. the simulator's logs), inside the same atomic rename.
     """
     n = len(trials)
     for name, a in arrays.items():
@@ -105,6 +108,8 @@ def write_dataset(
         (tmp / "splits").mkdir()
         for name, obj in splits.items():
             (tmp / "splits" / f"{name}.json").write_text(json.dumps(obj, indent=1) + "\n")
+        for name, src in (extra_dirs or {}).items():
+            shutil.move(str(src), tmp / name)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return out_dir
 

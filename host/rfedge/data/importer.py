@@ -32,13 +32,16 @@ def parse_label_from(spec: str) -> tuple[str, str | None]:
     raise RfedgeError(f"--label-from expects 'filename' or 'column[:NAME]', got {spec!r}")
 
 
-def filename_facts(path: Path) -> dict:
-    """Label (leading word) and user/session tokens of a recording's file name."""
+def filename_facts(path: Path, label_in_name: bool = True) -> dict:
+    """Label (leading word, when ``label_in_name``) and user/session tokens of a recording's file name."""
     tokens = [t for t in re.split(r"[_\-\s.]+", path.stem) if t]
-    if not tokens:
-        raise RfedgeError("cannot take a label from an empty file name", path=path)
-    facts = {"label_name": tokens[0]}
-    for t in tokens[1:]:
+    facts = {}
+    if label_in_name:
+        if not tokens:
+            raise RfedgeError("cannot take a label from an empty file name", path=path)
+        facts["label_name"] = tokens[0]
+        tokens = tokens[1:]
+    for t in tokens:
         for key, rx in _FACTOR_TOKENS.items():
             m = rx.match(t)
             if m and key not in facts:
@@ -96,20 +99,20 @@ def import_recordings(files, out, *, label_from: str = "filename", window_s: flo
         if not np.all(np.isfinite(t)):
             raise RfedgeError("recording has packets without timestamps; cannot cut windows in seconds", path=path)
         order = np.argsort(t, kind="stable")
-        facts = filename_facts(path)
+        facts = filename_facts(path, label_in_name=(mode == "filename"))
         if mode == "column":
             if column not in cap.meta:
                 raise RfedgeError(f"no column {column!r}; columns are {sorted(cap.meta)}", path=path, field=column)
             labels = np.asarray(cap.meta[column]).astype(str)[order]
         else:
-            labels = np.full(cap.packets, facts["label_name"])
+            labels = np.full(cap.packets, facts.pop("label_name"))
         pairs = _as_int8_pairs(cap, path)[order]
         ts = t[order]
         for i0, i1, lab in _windows(ts, labels, window_s * 1e6, hop_s * 1e6):
             windows.append({"csi": pairs[i0:i1], "t_us": ts[i0:i1], "rssi": cap.meta.get("rssi"),
                             "order": order, "i0": i0, "i1": i1, "label_name": str(lab), "source": path.name,
                             "start_s": round(float((ts[i0] - ts[0]) / 1e6), 6),
-                            **{k: v for k, v in facts.items() if k != "label_name"}})
+                            **facts})
     if not windows:
         raise RfedgeError(f"no complete {window_s:g} s window in {len(files)} recording(s)")
     names = sorted({w["label_name"] for w in windows})

@@ -16,6 +16,8 @@ depend on generation order.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -288,6 +290,24 @@ def synth_csi_dataset(out, preset: str = "esp32-digits", seed: int | None = None
     envs = [make_environment(cfg, e) for e in range(cfg["environments"])]
     users = [make_user(cfg, u) for u in range(cfg["users"])]
     plan = _trial_plan(cfg)
+    out = Path(out)
+    tmp_logs = sink = None
+    if write_log:
+        from rfedge.sim.csi_logs import LogSink
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp_logs = Path(tempfile.mkdtemp(prefix=f".{out.name}.logs.", dir=out.parent))
+        tmp_logs.chmod(0o755)
+        sink = LogSink(tmp_logs, cfg, HT20_USED, LLTF_USED)
+    try:
+        path = _simulate_all(cfg, preset, plan, envs, users, out, sink, tmp_logs)
+    finally:
+        if tmp_logs is not None and tmp_logs.exists():
+            shutil.rmtree(tmp_logs, ignore_errors=True)
+    return path
+
+
+def _simulate_all(cfg, preset, plan, envs, users, out, sink, tmp_logs):
     n = len(plan)
     r_max = max(e.receivers for e in envs)
     p_max = int(round(cfg["window_s"] * cfg["rate_hz"]))
@@ -296,7 +316,6 @@ def synth_csi_dataset(out, preset: str = "esp32-digits", seed: int | None = None
     rssi = np.zeros((n, r_max, p_max), np.int8)
     n_packets = np.zeros((n, r_max), np.int16)
     trials = []
-    logs = {} if write_log else None
     session_clock = {}
     with Progress(n, f"synth csi {preset}") as prog:
         for i, (u, s, j, lab) in enumerate(plan):
@@ -313,8 +332,8 @@ def synth_csi_dataset(out, preset: str = "esp32-digits", seed: int | None = None
                 t_us[i, r, :P] = tt[r] + start_us
                 rssi[i, r, :P] = rs[r]
                 n_packets[i, r] = P
-                if logs is not None:
-                    logs.setdefault((u, s, r), []).append((i, label, ht[r], lltf[r], tt[r] + start_us, rs[r]))
+                if sink is not None:
+                    sink.add(u, s, r, i, label, ht[r], lltf[r], tt[r] + start_us, rs[r])
             trials.append({
                 "id": i, "label": lab, "label_name": label, "user": u, "session": s, "trial": j,
                 "environment": env.index, "receivers": env.receivers, **facts,
@@ -322,6 +341,8 @@ def synth_csi_dataset(out, preset: str = "esp32-digits", seed: int | None = None
                 "user_slant": round(users[u].slant, 4),
             })
             prog.update()
+    if sink is not None:
+        sink.flush()
     config = {**cfg, "preset": preset, "subcarriers": HT20_USED.tolist(), "part": "ht-ltf",
               "bandwidth_mhz": 20, "secondary_channel": 0}
     path = write_dataset(
@@ -334,9 +355,6 @@ def synth_csi_dataset(out, preset: str = "esp32-digits", seed: int | None = None
             "rssi": "int8 [trial, receiver, packet]: RSSI in dBm",
             "n_packets": "int16 [trial, receiver]: packets received (0: receiver absent in this environment)",
         },
-        produced_by="rfedge synth csi")
-    if logs is not None:
-        from rfedge.sim.csi_logs import write_trial_logs
-
-        write_trial_logs(Path(path) / "logs", logs, cfg)
+        produced_by="rfedge synth csi",
+        extra_dirs=None if sink is None else {"logs": tmp_logs})
     return Path(path)
