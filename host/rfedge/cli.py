@@ -33,6 +33,8 @@ def cmd_parse(a) -> int:
     print(f"  rate {rate}, duration {dur}, bandwidth {s['bandwidth']} MHz, secondary channel {s['secondary_channel']}")
     if s["skipped"]:
         print(f"  skipped {s['skipped']}: " + ", ".join(f"{k} {v}" for k, v in s["skipped_reasons"].items()))
+    if s["notes"]:
+        print("  notes: " + ", ".join(f"{k}: {v}" for k, v in s["notes"].items()))
     if s["meta_columns"]:
         print("  metadata: " + ", ".join(s["meta_columns"]))
     return 0

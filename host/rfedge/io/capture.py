@@ -35,6 +35,9 @@ class CsiCapture:
             extra trailing columns of the source (label, host timestamp) by name.
         skipped: reason -> count of lines/packets that were not used.
         source: path or description of the input.
+        notes: observation -> count for packets that were kept but are worth knowing about
+            (a ``len`` field that disagrees with the payload, an invalid first word).
+        seq: int [N] record order in the input (a stream merges layouts by it), or None.
     """
 
     format: str
@@ -48,6 +51,8 @@ class CsiCapture:
     meta: dict[str, np.ndarray] = field(default_factory=dict)
     skipped: Counter = field(default_factory=Counter)
     source: str = ""
+    notes: Counter = field(default_factory=Counter)
+    seq: np.ndarray | None = None
 
     def __post_init__(self):
         n = self.csi.shape[0]
@@ -92,6 +97,7 @@ class CsiCapture:
             "packets": self.packets,
             "skipped": int(sum(self.skipped.values())),
             "skipped_reasons": dict(sorted(self.skipped.items())),
+            "notes": dict(sorted(self.notes.items())),
             "subcarriers": int(len(self.subcarriers)),
             "subcarrier_indices": [int(k) for k in self.subcarriers],
             "antennas": int(self.csi.shape[1]),

@@ -188,22 +188,13 @@ def _hand_track(cfg, user: User, label: str, session: int, t: np.ndarray, rng, o
     return hand, forearm, torso, onset, dur
 
 
-def simulate_trial(cfg: dict, env: Environment, user: User, label: str, session: int, trial_in_session: int,
-                   trial_id: int):
-    """One trial on every receiver of the environment.
+def static_channel(cfg: dict, env: Environment, user: int, session: int, trial_in_session: int) -> np.ndarray:
+    """Channel of the room without the person's motion, per receiver: complex [R, 57] (k = -28..28).
 
-    Returns (ht [R][P_r, 56] complex int, lltf [R][P_r, 52] complex int, t_us [R][P_r] int64,
-    rssi [R][P_r] int, facts dict).
+    Scatterers move a little between sessions and drift slowly from trial to trial within one.
     """
-    rng = np.random.default_rng([cfg["seed"], 3, trial_id])
-    orientation = int(rng.choice(cfg["orientations_deg"]))
-    distance = _uniform(rng, cfg["distance_m"])
-    fc = channel_freq_hz(cfg["channel"])
-    freqs = fc + _ALL_K * SUBCARRIER_SPACING_HZ
-    n_nominal = int(round(cfg["window_s"] * cfg["rate_hz"]))
-
-    # Static part: this session's and this trial's drifted room.
-    srng = np.random.default_rng([cfg["seed"], 4, env.index, user.index, session])
+    freqs = channel_freq_hz(cfg["channel"]) + _ALL_K * SUBCARRIER_SPACING_HZ
+    srng = np.random.default_rng([cfg["seed"], 4, env.index, user, session])
     scat = env.scat_pos + srng.normal(0, cfg["session_drift_m"], env.scat_pos.shape)
     scat = scat + trial_in_session * cfg["trial_drift_m"] * srng.normal(0, 1, env.scat_pos.shape)
     sgain = env.scat_gain * np.exp(srng.normal(0, 0.1, len(scat)))
@@ -212,16 +203,18 @@ def simulate_trial(cfg: dict, env: Environment, user: User, label: str, session:
     d_wall = np.linalg.norm(env.rx[:, None] - env.images(env.tx)[None], axis=-1)  # [R, 6]
     L_static = np.concatenate([los[:, None], d_wall, d_tx + d_rx], axis=1)     # [R, 1+6+M]
     a_static = np.concatenate([1.0 / los[:, None], env.wall_gamma[None] / d_wall, sgain[None] / (d_tx * d_rx)], axis=1)
-    H0 = multipath_csi(freqs, L_static, a_static)                              # [R, 57]
+    return multipath_csi(freqs, L_static, a_static)
 
+
+def render_receivers(cfg: dict, env: Environment, H0: np.ndarray, times: list[np.ndarray], t_all: np.ndarray,
+                     hand: np.ndarray, forearm: np.ndarray, torso: np.ndarray, trng: np.random.Generator):
+    """What each ESP32 receiver reports for a body track sampled at ``t_all`` (s).
+
+    ``times[r]`` are receiver r's packet times (a subset of ``t_all``). Returns per receiver:
+    HT-LTF [P, 56] and LLTF [P, 52] complex int values, timestamps in µs and RSSI.
+    """
+    freqs = channel_freq_hz(cfg["channel"]) + _ALL_K * SUBCARRIER_SPACING_HZ
     ht, lltf, t_us, rssi = [], [], [], []
-    facts = {"orientation_deg": orientation, "distance_m": round(distance, 4)}
-    trng = np.random.default_rng([cfg["seed"], 5, trial_id])
-    times = [_packet_times(cfg, trng, n_nominal) for _ in range(env.receivers)]
-    # One hand track for all receivers, sampled on the union of their packet times.
-    t_all = np.unique(np.concatenate(times))
-    hand, forearm, torso, onset, dur = _hand_track(cfg, user, label, session, t_all, rng, orientation, distance)
-    facts.update(onset_s=round(onset, 4), gesture_s=round(dur, 4) if label != digits.STEADY else 0.0)
     tx_images = env.images(env.tx)
     for r in range(env.receivers):
         idx = np.searchsorted(t_all, times[r])
@@ -255,17 +248,40 @@ def simulate_trial(cfg: dict, env: Environment, user: User, label: str, session:
         slope = trng.normal(0, cfg["sto_sigma"], P) + trng.normal(0, cfg["sto_sigma"])
         rot = cfo[:, None] * np.exp(1j * slope[:, None] * _ALL_K[None])
 
-        def quantize(Hpart, kk):
+        def quantize(kk):
             sel = np.searchsorted(_ALL_K, kk)
             noise = trng.normal(0, noise_sd, (P, len(kk), 2)) @ np.array([1, 1j])
-            v = (Hpart[:, sel] + noise) * rot[:, sel] * g[:, None]
-            return (np.clip(np.rint(v.real), -128, 127) + 1j * np.clip(np.rint(v.imag), -128, 127))
+            v = (H[:, sel] + noise) * rot[:, sel] * g[:, None]
+            return np.clip(np.rint(v.real), -128, 127) + 1j * np.clip(np.rint(v.imag), -128, 127)
 
-        ht.append(quantize(H, HT20_USED))
-        lltf.append(quantize(H, LLTF_USED))
+        ht.append(quantize(HT20_USED))
+        lltf.append(quantize(LLTF_USED))
         t_us.append(np.rint(times[r] * 1e6).astype(np.int64))
         p_dbm = 20 * np.log10(np.mean(np.abs(H), axis=1)) - 48 + env.rx_gain_db[r]
         rssi.append(np.clip(np.rint(p_dbm + trng.normal(0, 1.0, P)), -100, -10).astype(np.int64))
+    return ht, lltf, t_us, rssi
+
+
+def simulate_trial(cfg: dict, env: Environment, user: User, label: str, session: int, trial_in_session: int,
+                   trial_id: int):
+    """One trial on every receiver of the environment.
+
+    Returns (ht [R][P_r, 56] complex int, lltf [R][P_r, 52] complex int, t_us [R][P_r] int64,
+    rssi [R][P_r] int, facts dict).
+    """
+    rng = np.random.default_rng([cfg["seed"], 3, trial_id])
+    orientation = int(rng.choice(cfg["orientations_deg"]))
+    distance = _uniform(rng, cfg["distance_m"])
+    n_nominal = int(round(cfg["window_s"] * cfg["rate_hz"]))
+    H0 = static_channel(cfg, env, user.index, session, trial_in_session)
+    trng = np.random.default_rng([cfg["seed"], 5, trial_id])
+    times = [_packet_times(cfg, trng, n_nominal) for _ in range(env.receivers)]
+    # One body track for all receivers, sampled on the union of their packet times.
+    t_all = np.unique(np.concatenate(times))
+    hand, forearm, torso, onset, dur = _hand_track(cfg, user, label, session, t_all, rng, orientation, distance)
+    ht, lltf, t_us, rssi = render_receivers(cfg, env, H0, times, t_all, hand, forearm, torso, trng)
+    facts = {"orientation_deg": orientation, "distance_m": round(distance, 4), "onset_s": round(onset, 4),
+             "gesture_s": round(dur, 4) if label != digits.STEADY else 0.0}
     return ht, lltf, t_us, rssi, facts
 
 
