@@ -126,7 +126,19 @@ def make_user(cfg: dict, index: int) -> User:
 
 def multipath_csi(freqs_hz: np.ndarray, lengths_m: np.ndarray, gains: np.ndarray) -> np.ndarray:
     """Channel sum_p a_p e^{-j2π f L_p / c} (paper 002 eq. 4) for paths [..., P] at freqs [K]: [..., K]."""
-    phase = np.exp(-2j * np.pi * lengths_m[..., None] * (freqs_hz / C))
+    freqs_hz = np.asarray(freqs_hz, dtype=np.float64)
+    step = np.diff(freqs_hz)
+    if len(freqs_hz) > 2 and np.allclose(step, step[0], rtol=0, atol=1e-3):
+        # Evenly spaced subcarriers: e^{-j2π(f0 + kΔf)L/c} = e^{-j2π f0 L/c} (e^{-j2πΔf L/c})^k, so two
+        # exponentials and a running product replace one exponential per subcarrier.
+        first = np.exp(-2j * np.pi * lengths_m * (freqs_hz[0] / C))
+        ratio = np.exp(-2j * np.pi * lengths_m * (step[0] / C))
+        phase = np.empty(lengths_m.shape + (len(freqs_hz),), np.complex128)
+        phase[..., 0] = first
+        phase[..., 1:] = ratio[..., None]
+        phase = np.cumprod(phase, axis=-1)
+    else:
+        phase = np.exp(-2j * np.pi * lengths_m[..., None] * (freqs_hz / C))
     return np.einsum("...p,...pk->...k", gains, phase)
 
 
