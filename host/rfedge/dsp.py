@@ -38,7 +38,7 @@ def csi_ratio(csi: np.ndarray, ref: np.ndarray | int) -> np.ndarray:
     """CSI divided by a reference: another receive chain [P, S] of the same radio, or the index of a
     reference subcarrier. Common per-packet phase and gain (CFO, AGC) cancel in the ratio."""
     if isinstance(ref, (int, np.integer)):
-        den = csi[..., int(ref): int(ref) + 1]
+        den = np.take(csi, [int(ref)], axis=-1)
     else:
         den = ref
     mag = np.abs(den)
@@ -107,6 +107,8 @@ def log_power(p: np.ndarray, eps: float = 1e-3) -> np.ndarray:
 def group_subcarriers(a: np.ndarray, groups: int) -> np.ndarray:
     """Mean over ``groups`` contiguous blocks of subcarriers (last axis): fewer channels, less noise."""
     s = a.shape[-1]
+    if not 1 <= groups <= s:
+        raise RfedgeError(f"cannot make {groups} subcarrier groups from {s} subcarriers")
     edges = np.linspace(0, s, groups + 1).round().astype(int)
     return np.stack([a[..., lo:hi].mean(-1) for lo, hi in zip(edges[:-1], edges[1:])], axis=-1)
 

@@ -1,8 +1,9 @@
 """From a CSI window to the model input X ∈ R^(C×F×T) (paper 002 §3.3, §4.2).
 
 The steps, each a function in rfedge.dsp or rfedge.activity, in the order the device runs them:
-log-amplitude -> uniform resampling -> AGC step removal -> activity segmentation (the gesture is
-cut out with a margin, as paper 002 segments trials) -> time normalization to ``n_samples`` ->
+log-amplitude -> uniform resampling -> AGC step removal -> activity segmentation (for long
+windows; dataset trials are already cut around the gesture, as in paper 002) -> time
+normalization to ``n_samples`` ->
 window mean removed -> subcarrier groups -> Hann STFT at the Doppler bins -> log power.
 Everything that shapes X lives in FeatureConfig, which is saved with every model.
 """
@@ -22,7 +23,9 @@ from rfedge.progress import Progress
 class FeatureConfig:
     rate_hz: float = 100.0        # uniform resampling rate of the raw window
     n_samples: int = 128          # samples of the time-normalized gesture segment
-    segment_s: float = 1.6        # nominal segment duration: sets the Doppler bins' Hz
+    segment_s: float = 2.0        # nominal segment duration: sets the Doppler bins' Hz
+    segment: bool = False         # find the gesture by activity detection (streams, long windows);
+                                  # False: the window is already cut around it (paper 002 §4.2)
     margin_s: float = 0.2         # kept before and after the detected activity
     groups: int = 14              # C: subcarrier groups
     win_len: int = 32             # STFT length L
@@ -58,15 +61,19 @@ class FeatureConfig:
 
 def uniform_logamp(csi: np.ndarray, t_us: np.ndarray, rate_hz: float) -> np.ndarray:
     """Log-amplitude [N, S] of a window's packets on a uniform grid, AGC steps removed."""
-    la = np.log1p(np.abs(csi).astype(np.float64))
+    # int8 magnitudes are 0 or >= 1: flooring at 0.5 keeps log finite and a gain a pure offset.
+    la = np.log(np.maximum(np.abs(csi).astype(np.float64), 0.5))
     t = np.asarray(t_us, np.float64)
     n = max(int(np.floor((t[-1] - t[0]) * 1e-6 * rate_hz)) + 1, 2)
-    return activity.remove_agc_steps(dsp.resample_uniform(la, t, rate_hz, n))
+    # Steps are undone on the packets: interpolation would smear one step over two grid samples.
+    return dsp.resample_uniform(activity.remove_agc_steps(la, t_us=t), t, rate_hz, n)
 
 
 def gesture_segment(la: np.ndarray, cfg: FeatureConfig) -> tuple[int, int]:
     """[start, stop) samples of the gesture plus margins; the window centre when nothing moves."""
     n = len(la)
+    if not cfg.segment:
+        return 0, n
     seg = None
     if cfg.threshold is not None:
         seg = activity.detect_segment(activity.activity_score(la, cfg.rate_hz), cfg.threshold, cfg.rate_hz)

@@ -161,13 +161,34 @@ def _packet_times(cfg: dict, rng: np.random.Generator, n_nominal: int) -> np.nda
     return t[keep]
 
 
-def _hand_track(cfg, user: User, label: str, session: int, t: np.ndarray, rng, orientation_deg: float,
-                distance_m: float):
-    """Hand, forearm and torso positions [len(t), 3] plus the trial's timing facts."""
-    window = cfg["window_s"]
+def gesture_duration(cfg: dict, user: User, rng: np.random.Generator) -> float:
     dur = user.duration_s * float(np.exp(rng.normal(0, cfg["duration_jitter"])))
-    dur = float(np.clip(dur, 0.6, window - 0.3))
-    onset = 0.15 + float(rng.uniform(0.0, max(window - dur - 0.3, 0.0)))
+    return float(np.clip(dur, 0.6, 1.5 * cfg["gesture_s"][1]))
+
+
+def trial_timing(cfg: dict, user: User, rng: np.random.Generator) -> tuple[float, float, float]:
+    """(onset, gesture duration, window length) in s of a segmented trial (paper 002 §4.2).
+
+    Trials are cut around the gesture by hand, so each window is the gesture plus a margin on
+    either side that is never quite the same; steady trials get a window as long as a gesture's.
+    """
+    dur = gesture_duration(cfg, user, rng)
+    before, after = rng.uniform(*cfg["margin_s"], 2)
+    return float(before), dur, float(before + dur + after)
+
+
+def _hand_track(cfg, user: User, label: str, session: int, t: np.ndarray, rng, orientation_deg: float,
+                distance_m: float, onset: float | None = None, dur: float | None = None):
+    """Hand, forearm and torso positions [len(t), 3] plus the gesture's onset and duration.
+
+    Without ``onset``/``dur`` the gesture starts at a random time within ``t``.
+    """
+    if dur is None:
+        dur = gesture_duration(cfg, user, rng)
+    if onset is None:
+        span = float(t[-1] - t[0]) if len(t) > 1 else dur
+        onset = float(t[0]) + 0.15 + float(rng.uniform(0.0, max(span - dur - 0.3, 0.0)))
+    window = float(t[-1]) if len(t) else dur
     size = user.size_m * float(np.exp(rng.normal(0, cfg["size_jitter"])))
     if label == digits.STEADY:
         pts = None
@@ -284,16 +305,18 @@ def simulate_trial(cfg: dict, env: Environment, user: User, label: str, session:
     rng = np.random.default_rng([cfg["seed"], 3, trial_id])
     orientation = int(rng.choice(cfg["orientations_deg"]))
     distance = _uniform(rng, cfg["distance_m"])
-    n_nominal = int(round(cfg["window_s"] * cfg["rate_hz"]))
+    onset, dur, window = trial_timing(cfg, user, rng)
+    n_nominal = int(round(window * cfg["rate_hz"]))
     H0 = static_channel(cfg, env, user.index, session, trial_in_session)
     trng = np.random.default_rng([cfg["seed"], 5, trial_id])
     times = [_packet_times(cfg, trng, n_nominal) for _ in range(env.receivers)]
     # One body track for all receivers, sampled on the union of their packet times.
     t_all = np.unique(np.concatenate(times))
-    hand, forearm, torso, onset, dur = _hand_track(cfg, user, label, session, t_all, rng, orientation, distance)
+    hand, forearm, torso, onset, dur = _hand_track(cfg, user, label, session, t_all, rng, orientation, distance,
+                                                   onset=onset, dur=dur)
     ht, lltf, t_us, rssi = render_receivers(cfg, env, H0, times, t_all, hand, forearm, torso, trng)
-    facts = {"orientation_deg": orientation, "distance_m": round(distance, 4), "onset_s": round(onset, 4),
-             "gesture_s": round(dur, 4) if label != digits.STEADY else 0.0}
+    facts = {"orientation_deg": orientation, "distance_m": round(distance, 4), "window_s": round(window, 4),
+             "onset_s": round(onset, 4), "gesture_s": round(dur, 4) if label != digits.STEADY else 0.0}
     return ht, lltf, t_us, rssi, facts
 
 
@@ -338,28 +361,18 @@ def synth_csi_dataset(out, preset: str = "esp32-digits", seed: int | None = None
 def _simulate_all(cfg, preset, plan, envs, users, out, sink, tmp_logs):
     n = len(plan)
     r_max = max(e.receivers for e in envs)
-    p_max = int(round(cfg["window_s"] * cfg["rate_hz"]))
-    csi = np.zeros((n, r_max, p_max, len(HT20_USED), 2), np.int8)
-    t_us = np.full((n, r_max, p_max), -1, np.int64)
-    rssi = np.zeros((n, r_max, p_max), np.int8)
-    n_packets = np.zeros((n, r_max), np.int16)
+    rows = []          # (trial, receiver, ht, t_us, rssi): packed once the longest trial is known
     trials = []
-    session_clock = {}
+    next_start = {}    # device clock of each (user, session): trials follow each other with a pause
     with Progress(n, f"synth csi {preset}") as prog:
         for i, (u, s, j, lab) in enumerate(plan):
             env = envs[u % cfg["environments"]]
             label = digits.LABEL_NAMES[lab]
             ht, lltf, tt, rs, facts = simulate_trial(cfg, env, users[u], label, s, j, i)
-            # Device clocks run on across a session: trial j starts j windows (+ a pause) later.
-            clk = session_clock.setdefault((u, s), int(np.random.default_rng([cfg["seed"], 7, u, s]).integers(1e6, 1e9)))
-            start_us = clk + j * int((cfg["window_s"] + 1.0) * 1e6)
+            start_us = next_start.setdefault((u, s), int(np.random.default_rng([cfg["seed"], 7, u, s]).integers(1e6, 1e9)))
+            next_start[(u, s)] = start_us + int((facts["window_s"] + 1.0) * 1e6)
             for r in range(env.receivers):
-                P = len(tt[r])
-                csi[i, r, :P, :, 0] = ht[r].real
-                csi[i, r, :P, :, 1] = ht[r].imag
-                t_us[i, r, :P] = tt[r] + start_us
-                rssi[i, r, :P] = rs[r]
-                n_packets[i, r] = P
+                rows.append((i, r, ht[r], tt[r] + start_us, rs[r]))
                 if sink is not None:
                     sink.add(u, s, r, i, label, ht[r], lltf[r], tt[r] + start_us, rs[r])
             trials.append({
@@ -369,6 +382,18 @@ def _simulate_all(cfg, preset, plan, envs, users, out, sink, tmp_logs):
                 "user_slant": round(users[u].slant, 4),
             })
             prog.update()
+    p_max = max(len(row[3]) for row in rows)
+    csi = np.zeros((n, r_max, p_max, len(HT20_USED), 2), np.int8)
+    t_us = np.full((n, r_max, p_max), -1, np.int64)
+    rssi = np.zeros((n, r_max, p_max), np.int8)
+    n_packets = np.zeros((n, r_max), np.int16)
+    for i, r, ht, tt, rs in rows:
+        P = len(tt)
+        csi[i, r, :P, :, 0] = ht.real
+        csi[i, r, :P, :, 1] = ht.imag
+        t_us[i, r, :P] = tt
+        rssi[i, r, :P] = rs
+        n_packets[i, r] = P
     if sink is not None:
         sink.flush()
     config = {**cfg, "preset": preset, "subcarriers": HT20_USED.tolist(), "part": "ht-ltf",
