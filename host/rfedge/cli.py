@@ -123,6 +123,22 @@ def cmd_data_import(a) -> int:
     return 0
 
 
+# ---- train -------------------------------------------------------------------------------------
+
+def cmd_train(a) -> int:
+    from pathlib import Path
+
+    from rfedge.train import train
+
+    m = train(a.data, a.out, model=a.model, split=a.split, fold=a.fold, seed=a.seed, epochs=a.epochs,
+              quick=a.quick)
+    print(f"{m['model']} on {m['split']} / {m['fold']}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} "
+          f"({m['n_test']} test trials)")
+    print(f"  {m['parameters']:,} parameters, {m['macs']:,} MACs, host latency {m['host_latency_ms_per_window']:.2f} ms/window")
+    print(f"  metrics: {Path(a.out) / 'metrics.json'}")
+    return 0
+
+
 # ---- pipeline ----------------------------------------------------------------------------------
 
 def cmd_pipeline(a) -> int:
@@ -184,6 +200,19 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--hop", type=float, default=None, metavar="SECONDS", help="window hop (default: window)")
     dm.add_argument("--format", choices=PARSE_FORMATS, default="auto")
     dm.set_defaults(func=cmd_data_import)
+
+    from rfedge.models import MODEL_KINDS
+
+    sp = sub.add_parser("train", help="train a model on one fold of a dataset split")
+    sp.add_argument("model", choices=list(MODEL_KINDS))
+    sp.add_argument("--data", required=True, metavar="DIR", help="dataset directory")
+    sp.add_argument("--split", default="in-session", metavar="NAME", help="split name (default in-session)")
+    sp.add_argument("--fold", default="0", metavar="N", help="fold index or name (default 0)")
+    sp.add_argument("--out", required=True, metavar="RUN", help="run directory for the model and metrics")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--epochs", type=int, default=None, help="maximum epochs (early stopping may end sooner)")
+    sp.add_argument("--quick", action="store_true", help="a few epochs: smoke tests")
+    sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser("pipeline", help="the main job, end to end on the embedded default")
     sp.add_argument("--out", default="runs/pipeline")

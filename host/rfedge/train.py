@@ -1,0 +1,307 @@
+"""The train stage: one model on one fold of a dataset split, scored on that fold's test trials.
+
+Everything fitted — activity threshold, normalizer, weights, the SVM's C/gamma, early stopping —
+sees only the fold's training trials: a stratified validation part is carved out of them for the
+choices, and the test trials are touched once, for the final score. The run directory receives
+the model (``model.keras`` or ``svm.pkl``), ``features.json`` (the FeatureConfig with its fitted
+threshold), ``normalizer.json``, ``metrics.json`` and ``confusion.png``; ``metrics.json`` is moved
+in last, so a run directory with it is complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from rfedge.data.dataset import Dataset
+from rfedge.dsp import Normalizer
+from rfedge.errors import RfedgeError
+from rfedge.features import FeatureConfig, dataset_features, fit_activity_threshold, trial_window, window_features
+from rfedge.fileio import atomic_write_json
+from rfedge.metrics import classification_report, save_confusion_png
+from rfedge.models import MODEL_KINDS
+
+MODEL_FILES = {"keras": "model.keras", "svm": "svm.pkl"}
+DEFAULT_EPOCHS = 60
+DEFAULT_PATIENCE = 8
+QUICK_EPOCHS = 3
+QUICK_PATIENCE = 2
+VAL_FRACTION = 0.15
+BATCH_SIZE = 32
+LEARNING_RATE = 1e-3
+
+
+def select_fold(ds: Dataset, split: str, fold) -> tuple[int, dict]:
+    """(index, fold) by index (int or digit string) or by name, e.g. ``user=3``."""
+    folds = ds.split(split)["folds"]
+    names = [f["name"] for f in folds]
+    if isinstance(fold, str) and fold.strip().lstrip("-").isdigit():
+        fold = int(fold)
+    if isinstance(fold, (int, np.integer)):
+        if not -len(folds) <= fold < len(folds):
+            raise RfedgeError(f"split {split!r} has {len(folds)} fold(s) ({', '.join(names)}); no fold {fold}")
+        i = int(fold) % len(folds)
+        return i, folds[i]
+    if fold in names:
+        return names.index(fold), folds[names.index(fold)]
+    raise RfedgeError(f"split {split!r} has no fold {fold!r}; folds: {', '.join(names)}")
+
+
+def validation_split(train_ids, labels, seed: int, fraction: float = VAL_FRACTION) -> tuple[list[int], list[int]]:
+    """(fit ids, validation ids): ``fraction`` of each class's training trials, at least one per
+    class that has two or more, so early stopping sees every class."""
+    rng = np.random.default_rng([int(seed), 2])
+    train_ids = np.asarray(sorted(int(i) for i in train_ids))
+    y = np.asarray(labels)[train_ids]
+    fit, val = [], []
+    for g in np.unique(y):
+        ids = train_ids[y == g]
+        rng.shuffle(ids)
+        n_val = min(max(int(round(fraction * len(ids))), 1), len(ids) - 1) if len(ids) >= 2 else 0
+        val += ids[:n_val].tolist()
+        fit += ids[n_val:].tolist()
+    return sorted(fit), sorted(val)
+
+
+def build_model(kind: str, input_shape, n_classes: int):
+    if kind in ("student", "student-tcn"):
+        from rfedge.models.student import build_student
+
+        return build_student(input_shape, n_classes, variant="gru" if kind == "student" else "tcn")
+    if kind == "cnn":
+        from rfedge.models.baselines import build_heavy_cnn
+
+        return build_heavy_cnn(input_shape, n_classes)
+    raise RfedgeError(f"unknown model {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+
+
+def _epoch_logger(epochs: int, stream):
+    import keras
+
+    class EpochLine(keras.callbacks.Callback):
+        """One line per epoch: enough to see convergence and overfitting at a glance."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            lg = logs or {}
+            stream.write(f"epoch {epoch + 1}/{epochs}: loss {lg.get('loss', float('nan')):.4f} "
+                         f"acc {lg.get('accuracy', float('nan')):.3f} val_loss {lg.get('val_loss', float('nan')):.4f} "
+                         f"val_acc {lg.get('val_accuracy', float('nan')):.3f} ({time.monotonic() - self.t0:.1f} s)\n")
+            stream.flush()
+
+    return EpochLine()
+
+
+def _fit_keras(kind, X_fit, y_fit, X_val, y_val, n_classes, *, seed, epochs, patience, stream):
+    import keras
+
+    from rfedge.models.student import to_model_input
+
+    keras.utils.set_random_seed(seed)
+    model = build_model(kind, X_fit.shape[1:], n_classes)
+    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+    hist = model.fit(to_model_input(X_fit), y_fit, validation_data=(to_model_input(X_val), y_val),
+                     epochs=epochs, batch_size=BATCH_SIZE, shuffle=True, verbose=0,
+                     callbacks=[stop, _epoch_logger(epochs, stream)])
+    h = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    best = int(np.argmin(h["val_loss"])) if h.get("val_loss") else len(h["loss"]) - 1
+    info = {"epochs_run": len(h["loss"]), "best_epoch": best + 1,
+            "val_accuracy": h.get("val_accuracy", [None])[best], "history": h}
+    if info["epochs_run"] < epochs:
+        stream.write(f"early stop after epoch {info['epochs_run']}; weights of epoch {best + 1} restored\n")
+    return model, info
+
+
+def _keras_predictor(model, normalizer):
+    """Batch-1 prediction function for latency timing: a traced graph, as a deployment would run,
+    not Keras' eager per-call overhead (which alone is milliseconds)."""
+    import tensorflow as tf
+
+    from rfedge.models.student import to_model_input
+
+    fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    return lambda X: np.asarray(fn(to_model_input(normalizer(X))))
+
+
+def measure_latency_ms(ds, ids, cfg: FeatureConfig, predict, repeats: int) -> float:
+    """Median wall time of feature extraction + prediction for single windows on this host.
+
+    The raw window is read before the clock starts (on a device it arrives from the radio).
+    Reported, never asserted: it depends on the machine and its load.
+    """
+    windows = [trial_window(ds, int(i), cfg.receiver) for i in ids]
+    predict(window_features(*windows[0], cfg)[None])          # warm-up: tracing, lazy imports
+    times = []
+    for r in range(repeats):
+        w = windows[r % len(windows)]
+        t0 = time.perf_counter()
+        predict(window_features(*w, cfg)[None])
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e3)
+
+
+def _versions() -> dict:
+    import sklearn
+
+    v = {"python": sys.version.split()[0], "numpy": np.__version__, "sklearn": sklearn.__version__,
+         "platform": platform.platform()}
+    from rfedge import __version__
+
+    v["rfedge"] = __version__
+    if "tensorflow" in sys.modules:
+        import keras
+        import tensorflow as tf
+
+        v["tensorflow"], v["keras"] = tf.__version__, keras.__version__
+    return v
+
+
+def _commit(stage: Path, out: Path, model_file: str) -> None:
+    """Move staged files into ``out``: metrics.json goes first out and last in, so an interrupted
+    commit never leaves a metrics.json describing some other model."""
+    (out / "metrics.json").unlink(missing_ok=True)
+    for stale in MODEL_FILES.values():
+        if stale != model_file:
+            (out / stale).unlink(missing_ok=True)
+    names = sorted(p.name for p in stage.iterdir() if p.name != "metrics.json") + ["metrics.json"]
+    for name in names:
+        os.replace(stage / name, out / name)
+
+
+def train(data_dir, out_dir, *, model: str = "student", split: str = "in-session", fold=0, seed: int = 0,
+          epochs: int | None = None, patience: int | None = None, feature_cfg=None, quick: bool = False,
+          stream=None) -> dict:
+    """Train ``model`` (student | student-tcn | cnn | svm) on one fold and write the run directory.
+
+    ``quick`` trains a few epochs and times fewer windows: for tests and smoke runs. Progress goes
+    to ``stream`` (stderr). Returns the metrics.json content.
+    """
+    stream = stream or sys.stderr
+    if model not in MODEL_KINDS:
+        raise RfedgeError(f"unknown model {model!r}; choose one of {', '.join(MODEL_KINDS)}")
+    epochs = int(epochs if epochs is not None else (QUICK_EPOCHS if quick else DEFAULT_EPOCHS))
+    patience = int(patience if patience is not None else (QUICK_PATIENCE if quick else DEFAULT_PATIENCE))
+    if epochs < 1 or patience < 1:
+        raise RfedgeError(f"epochs and patience must be >= 1 (got {epochs}, {patience})")
+    t_start = time.monotonic()
+
+    ds = Dataset.open(data_dir)
+    if ds.kind != "csi":
+        raise RfedgeError(f"training needs a CSI dataset, this one is {ds.kind!r}", path=data_dir)
+    fold_index, f = select_fold(ds, split, fold)
+    labels = ds.labels
+    fit_ids, val_ids = validation_split(f["train"], labels, seed)
+    test_ids = sorted(int(i) for i in f["test"])
+    if not fit_ids or not val_ids or not test_ids:
+        raise RfedgeError(f"fold {f['name']!r} of split {split!r} leaves {len(fit_ids)} training, "
+                          f"{len(val_ids)} validation and {len(test_ids)} test trials; each must be > 0")
+    stream.write(f"train {model}: split {split} fold {f['name']}, {len(fit_ids)} train / {len(val_ids)} "
+                 f"validation / {len(test_ids)} test trials, seed {seed}\n")
+
+    if isinstance(feature_cfg, dict):
+        cfg = FeatureConfig.from_dict(feature_cfg)
+    else:
+        cfg = dataclasses.replace(feature_cfg) if feature_cfg is not None else FeatureConfig()
+    if cfg.threshold is None:
+        cfg.threshold = fit_activity_threshold(ds, fit_ids, cfg)
+    X_fit = dataset_features(ds, fit_ids, cfg, desc="features (train)")
+    X_val = dataset_features(ds, val_ids, cfg, desc="features (validation)")
+    X_test = dataset_features(ds, test_ids, cfg, desc="features (test)")
+    y_fit, y_val, y_test = labels[fit_ids], labels[val_ids], labels[test_ids]
+    normalizer = Normalizer.fit(X_fit)
+    n_classes = len(ds.label_names)
+    np.random.seed(seed)
+
+    extra: dict = {}
+    t_fit = time.monotonic()
+    if model == "svm":
+        from rfedge.models.baselines import SvmBaseline
+
+        clf = SvmBaseline().fit(X_fit, y_fit, X_val, y_val)
+        y_pred = clf.predict(X_test)
+        n_params, macs = clf.count_params(), clf.count_macs()
+        extra = {"epochs_run": 0, "best_epoch": None, "val_accuracy": clf.params["val_accuracy"],
+                 "svm": {"chosen": clf.params, "grid": clf.grid},
+                 "model_input": "raw log-power features [C, F, T]; the SVM pipeline standardizes its own "
+                                "hand-crafted features (normalizer.json is not applied)"}
+        predict = clf.predict
+        model_file = MODEL_FILES["svm"]
+    else:
+        from rfedge.models.macs import count_macs
+        from rfedge.models.student import to_model_input
+
+        net, extra = _fit_keras(model, normalizer(X_fit), y_fit, normalizer(X_val), y_val, n_classes,
+                                seed=seed, epochs=epochs, patience=patience, stream=stream)
+        y_pred = net.predict(to_model_input(normalizer(X_test)), batch_size=256, verbose=0).argmax(axis=1)
+        n_params, macs = int(net.count_params()), count_macs(net)["total"]
+        extra["model_input"] = "normalizer(features [C, F, T]) transposed to [T, F, C] (to_model_input)"
+        predict = _keras_predictor(net, normalizer)
+        model_file = MODEL_FILES["keras"]
+    fit_seconds = time.monotonic() - t_fit
+
+    latency = measure_latency_ms(ds, test_ids[:8], cfg, predict, repeats=10 if quick else 50)
+    report = classification_report(y_test, y_pred, ds.label_names)
+    metrics = {
+        "model": model,
+        **{k: report[k] for k in ("accuracy", "macro_f1")},
+        "parameters": int(n_params),
+        "macs": int(macs),
+        "host_latency_ms_per_window": latency,
+        **{k: report[k] for k in ("per_class", "confusion_matrix", "label_names")},
+        "split": split,
+        "fold": f["name"],
+        "fold_index": fold_index,
+        "seed": int(seed),
+        "data_dir": str(Path(data_dir).resolve()),
+        "data_sha256": ds.manifest.get("data_sha256"),
+        "n_train": len(fit_ids),
+        "n_val": len(val_ids),
+        "n_test": len(test_ids),
+        "val_fraction": VAL_FRACTION,
+        "feature_shape": list(cfg.shape),
+        "epochs": epochs,
+        "patience": patience,
+        **extra,
+        "fit_seconds": fit_seconds,
+        "total_seconds": None,
+        "versions": _versions(),
+    }
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".train.", suffix=".tmp", dir=out))
+    try:
+        if model == "svm":
+            clf.save(stage / model_file)
+        else:
+            with warnings.catch_warnings():
+                # Keras' saver trips numpy 2's __array__(copy=) deprecation on every variable.
+                warnings.filterwarnings("ignore", message=r"__array__ implementation doesn't accept a copy",
+                                        category=DeprecationWarning)
+                net.save(stage / model_file)
+        atomic_write_json(stage / "features.json", cfg.to_dict())
+        atomic_write_json(stage / "normalizer.json", normalizer.to_dict())
+        save_confusion_png(report["confusion_matrix"], ds.label_names, stage / "confusion.png",
+                           title=f"{model} — {split} / {f['name']}: acc {report['accuracy']:.3f}, "
+                                 f"macro-F1 {report['macro_f1']:.3f}")
+        metrics["total_seconds"] = time.monotonic() - t_start
+        atomic_write_json(stage / "metrics.json", metrics)
+        _commit(stage, out, model_file)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    stream.write(f"train {model}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} "
+                 f"in {metrics['total_seconds']:.1f} s\n")
+    return metrics

@@ -1,0 +1,153 @@
+"""The train stage on a tiny simulated dataset: artifacts, metrics.json content, determinism, CLI."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rfedge.data.dataset import Dataset
+from rfedge.dsp import Normalizer
+from rfedge.errors import RfedgeError
+from rfedge.features import FeatureConfig
+from rfedge.train import select_fold, train, validation_split
+
+METRIC_KEYS = {
+    "model", "accuracy", "macro_f1", "per_class", "confusion_matrix", "label_names", "parameters", "macs",
+    "host_latency_ms_per_window", "split", "fold", "fold_index", "seed", "data_sha256", "epochs_run",
+    "n_train", "n_val", "n_test", "feature_shape",
+}
+# Timing and environment legitimately differ between two otherwise identical runs.
+VOLATILE = {"host_latency_ms_per_window", "fit_seconds", "total_seconds", "versions"}
+
+
+@pytest.fixture(scope="module")
+def ds_dir(tmp_path_factory):
+    from rfedge.sim.csi import synth_csi_dataset
+
+    d = tmp_path_factory.mktemp("train") / "ds"
+    synth_csi_dataset(d, overrides=dict(users=2, sessions=2, trials_per_class=3))
+    return d
+
+
+def _run(ds_dir, out, model, **kw):
+    return train(ds_dir, out, model=model, quick=True, stream=io.StringIO(), **kw)
+
+
+def _check_run(ds_dir, out, m, model_file):
+    ds = Dataset.open(ds_dir)
+    for name in (model_file, "features.json", "normalizer.json", "metrics.json", "confusion.png"):
+        assert (out / name).is_file(), name
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]          # no staging left behind
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(on_disk)
+    assert on_disk["accuracy"] == m["accuracy"]
+    test = ds.split("in-session")["folds"][0]["test"]
+    cm = np.array(on_disk["confusion_matrix"])
+    assert cm.shape == (len(ds.label_names),) * 2 and cm.sum() == len(test) == on_disk["n_test"]
+    assert set(on_disk["per_class"]) == set(ds.label_names)
+    assert set(on_disk["per_class"][ds.label_names[0]]) == {"precision", "recall", "f1", "support"}
+    assert on_disk["data_sha256"] == ds.manifest["data_sha256"]
+    assert on_disk["n_train"] + on_disk["n_val"] == len(ds.split("in-session")["folds"][0]["train"])
+    assert 0.0 <= on_disk["accuracy"] <= 1.0 and on_disk["host_latency_ms_per_window"] > 0
+    cfg = FeatureConfig.from_dict(json.loads((out / "features.json").read_text()))
+    assert cfg.threshold is not None and list(cfg.shape) == on_disk["feature_shape"]
+    Normalizer.from_dict(json.loads((out / "normalizer.json").read_text()))
+    assert (out / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    return on_disk
+
+
+def test_validation_split_is_stratified_and_disjoint():
+    labels = np.repeat(np.arange(4), 10)
+    train_ids = list(range(0, 40, 1))
+    fit, val = validation_split(train_ids, labels, seed=0)
+    assert sorted(fit + val) == train_ids and not set(fit) & set(val)
+    assert np.bincount(labels[val], minlength=4).tolist() == [2, 2, 2, 2]     # round(0.15 * 10)
+    assert validation_split(train_ids, labels, seed=0) == (fit, val)
+
+
+def test_select_fold_by_index_and_name(ds_dir):
+    ds = Dataset.open(ds_dir)
+    i, f = select_fold(ds, "cross-user", "1")
+    assert i == 1 and select_fold(ds, "cross-user", f["name"])[0] == 1
+    with pytest.raises(RfedgeError, match="no fold"):
+        select_fold(ds, "cross-user", 7)
+    with pytest.raises(RfedgeError, match="no split"):
+        select_fold(ds, "no-such-split", 0)
+
+
+def test_svm_artifacts_and_determinism(ds_dir, tmp_path):
+    a = _run(ds_dir, tmp_path / "a", "svm", seed=3)
+    _check_run(ds_dir, tmp_path / "a", a, "svm.pkl")
+    b = _run(ds_dir, tmp_path / "b", "svm", seed=3)
+    from rfedge.models.baselines import SvmBaseline
+    from rfedge.features import dataset_features
+
+    ds = Dataset.open(ds_dir)
+    cfg = FeatureConfig.from_dict(json.loads((tmp_path / "a" / "features.json").read_text()))
+    X = dataset_features(ds, ds.split("in-session")["folds"][0]["test"], cfg)
+    pa = SvmBaseline.load(tmp_path / "a" / "svm.pkl").predict(X)
+    pb = SvmBaseline.load(tmp_path / "b" / "svm.pkl").predict(X)
+    np.testing.assert_array_equal(pa, pb)
+    assert a["confusion_matrix"] == b["confusion_matrix"]
+
+
+def test_student_artifacts_and_determinism(ds_dir, tmp_path):
+    """Same seed twice -> identical loss curves and metrics. Plain keras.utils.set_random_seed is
+    enough on CPU here (no TF op-determinism switch needed for these layers)."""
+    a = _run(ds_dir, tmp_path / "a", "student", seed=1)
+    on_disk = _check_run(ds_dir, tmp_path / "a", a, "model.keras")
+    assert on_disk["parameters"] < 150_000 and on_disk["epochs_run"] >= 1
+    assert len(on_disk["history"]["val_loss"]) == on_disk["epochs_run"]
+    b = _run(ds_dir, tmp_path / "b", "student", seed=1)
+    assert {k: v for k, v in a.items() if k not in VOLATILE} == {k: v for k, v in b.items() if k not in VOLATILE}
+
+    import keras
+
+    from rfedge.models.student import to_model_input
+
+    net = keras.models.load_model(tmp_path / "a" / "model.keras")
+    assert net.count_params() == on_disk["parameters"]
+    norm = Normalizer.from_dict(json.loads((tmp_path / "a" / "normalizer.json").read_text()))
+    X = np.zeros((1,) + tuple(on_disk["feature_shape"]), np.float32)
+    assert net.predict(to_model_input(norm(X)), verbose=0).shape == (1, len(on_disk["label_names"]))
+
+
+@pytest.mark.parametrize("model", ["student-tcn", "cnn"])
+def test_other_keras_models_train(ds_dir, tmp_path, model):
+    m = _run(ds_dir, tmp_path / model, model, epochs=2)
+    _check_run(ds_dir, tmp_path / model, m, "model.keras")
+    assert m["epochs_run"] <= 2
+
+
+def test_retraining_replaces_the_other_model_file(ds_dir, tmp_path):
+    _run(ds_dir, tmp_path, "svm")
+    _run(ds_dir, tmp_path, "student-tcn", epochs=1)
+    assert (tmp_path / "model.keras").is_file() and not (tmp_path / "svm.pkl").exists()
+
+
+def test_bad_fold_leaves_nothing(ds_dir, tmp_path):
+    with pytest.raises(RfedgeError, match="no fold"):
+        _run(ds_dir, tmp_path / "run", "svm", split="in-session", fold="nope")
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_train_end_to_end(ds_dir, tmp_path):
+    out = tmp_path / "run"
+    env = dict(os.environ, RFEDGE_PROGRESS="0")
+    r = subprocess.run([sys.executable, "-m", "rfedge.cli", "train", "student", "--data", str(ds_dir),
+                        "--split", "in-session", "--fold", "0", "--out", str(out), "--seed", "2", "--quick"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "accuracy" in r.stdout and "macro-F1" in r.stdout and "MACs" in r.stdout
+    assert str(out / "metrics.json") in r.stdout
+    assert "epoch 1/" in r.stderr                                   # one progress line per epoch
+    assert json.loads((out / "metrics.json").read_text())["seed"] == 2
+
+    bad = subprocess.run([sys.executable, "-m", "rfedge.cli", "train", "svm", "--data", str(ds_dir),
+                          "--split", "nope", "--out", str(tmp_path / "bad")], capture_output=True, text=True, env=env)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines()[-1].startswith("rfedge: error: ") and "no split 'nope'" in bad.stderr
