@@ -139,6 +139,20 @@ def cmd_train(a) -> int:
     return 0
 
 
+# ---- evaluate ----------------------------------------------------------------------------------
+
+def cmd_evaluate(a) -> int:
+    from rfedge.evaluate import evaluate_paper002, format_markdown
+
+    if a.protocol != "paper002":
+        raise RfedgeError(f"unknown protocol {a.protocol!r}; available: paper002")
+    models = tuple(a.models.split(",")) if a.models else None
+    r = evaluate_paper002(a.data, a.out, seed=a.seed, quick=a.quick, **({"models": models} if models else {}))
+    print(format_markdown(r))
+    print(f"results: {a.out}/results.md and results.json")
+    return 0
+
+
 # ---- pipeline ----------------------------------------------------------------------------------
 
 def cmd_pipeline(a) -> int:
@@ -213,6 +227,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--epochs", type=int, default=None, help="maximum epochs (early stopping may end sooner)")
     sp.add_argument("--quick", action="store_true", help="a few epochs: smoke tests")
     sp.set_defaults(func=cmd_train)
+
+    sp = sub.add_parser("evaluate", help="a paper's evaluation protocol on a dataset")
+    sp.add_argument("--data", required=True, metavar="DIR")
+    sp.add_argument("--protocol", default="paper002", help="paper002")
+    sp.add_argument("--out", required=True, metavar="RUN")
+    sp.add_argument("--models", default=None, help="comma-separated subset of student,cnn,svm")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--quick", action="store_true", help="few epochs, two cross-user folds: smoke tests")
+    sp.set_defaults(func=cmd_evaluate)
 
     sp = sub.add_parser("pipeline", help="the main job, end to end on the embedded default")
     sp.add_argument("--out", default="runs/pipeline")
