@@ -201,7 +201,7 @@ def test_synth_stream_is_deterministic_and_its_truth_lies_inside():
         assert label in digits.LABEL_NAMES and label != digits.STEADY
         prev_end = end
     mask = a.active(a.t_us * 1e-6)
-    assert 0.1 < mask.mean() < 0.5
+    assert 0.05 < mask.mean() < 0.5    # gestures of 1-2 s between pauses of several seconds
 
 
 def test_stream_hand_glides_slowly_between_digits():

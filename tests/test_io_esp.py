@@ -279,6 +279,47 @@ def test_clean_files_take_the_bulk_path(real_data, monkeypatch):
     assert np.array_equal(parse("\n".join(esp_lines(raw, rssi=-3))).raw, raw)
 
 
+def _all_fields(cap):
+    return (cap.format, cap.packets, cap.raw.tobytes(), cap.csi.tobytes(), cap.timestamps_us.tobytes(), cap.part,
+            cap.subcarriers.tolist(), cap.bandwidth_mhz, cap.secondary_channel, cap.seq.tolist(),
+            dict(cap.skipped), dict(cap.notes), {k: (v.dtype.str, v.tolist()) for k, v in cap.meta.items()})
+
+
+def test_plain_files_are_framed_whole_with_the_same_result(real_data, monkeypatch):
+    from rfedge.io import esp_csi
+    raw = rng_raw(5)
+    texts = {name: (real_data / name).read_bytes() for name in (TOOL, ESPCSI)}
+    texts["quoted"] = ("\r\n".join([",".join(ESP_CSI_COLUMNS)] + esp_lines(raw)) + "\r\n").encode()
+    texts["one record"] = (esp_lines(raw)[0] + "\n").encode()
+    texts["one bad number"] = "\n".join(esp_lines(raw)).replace(",-5", ",-5x", 1).replace("[", "[1000,", 1).encode()
+    monkeypatch.setattr(esp_csi, "_FAST_MAX", -1)                    # line by line
+    general = {k: _all_fields(parse(v, require=False)) for k, v in texts.items()}
+    monkeypatch.setattr(esp_csi, "_FAST_MAX", 1 << 18)
+
+    def no_line_framing(*a):
+        raise AssertionError("a plain log was framed line by line")
+    monkeypatch.setattr(esp_csi, "feed_text", no_line_framing)
+    for k, v in texts.items():
+        assert _all_fields(parse(v, require=False)) == general[k], k
+
+
+def test_not_plain_logs_are_framed_line_by_line(monkeypatch):
+    from rfedge.io import esp_csi
+    raw = rng_raw(4)
+    lines = esp_lines(raw)
+    calls = []
+    feed = esp_csi.feed_text
+    monkeypatch.setattr(esp_csi, "feed_text", lambda col, data: (calls.append(1), feed(col, data)))
+    for text in ["\n".join(lines[:2]) + "\n\n" + lines[2],                 # a blank line
+                 "\n".join(lines) + ",label",                              # something after a payload
+                 lines[0] + lines[1],                                      # two records on one line
+                 "I (1) boot\n" + "\n".join(lines),                        # a log line
+                 "\n".join(lines[:3]) + "\n" + lines[3].replace("CSI_DATA,", "CSI_DATA,7,", 1)]:  # field count
+        calls.clear()
+        parse(text, require=False)
+        assert calls, text[:50]
+
+
 def test_parse_is_deterministic(real_data):
     a = parse_file(real_data / ESPCSI)
     b = parse_file(real_data / ESPCSI)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from rfedge.errors import RfedgeError
 from rfedge.io import esp_csi
 from rfedge.io.detect import parse_bytes, parse_file
-from rfedge.io.esp_csi import (Collector, build_captures, clean_text, decode_records, feed_text, format_csi_data_line,
+from rfedge.io.esp_csi import (Collector, build_captures, clean_text, feed_text, format_csi_data_line,
                                frame_line, parse_esp_csi_bytes)
 from rfedge.io.intel5300 import parse_intel5300_bytes
 from rfedge.io.stream import CsiLineParser
@@ -99,15 +99,17 @@ def _payload(line: bytes) -> list[int]:
 
 
 def _by_line(data: bytes, format="auto") -> esp_csi.CsiCapture:
-    """Reference: the strict per-line path only (no bulk framing, records decoded one at a time)."""
+    """Reference: the strict per-line path only (no bulk framing, each record by the strict rules)."""
     col = Collector(format)
     for line in clean_text(data).split(b"\n"):
         col.add_line(line)
     rows = []
     for sch, (seq, heads, pays, tails) in col.groups.items():
         for i in range(len(seq)):
-            rows.append(decode_records(sch, seq[i:i + 1], heads[i:i + 1], pays[i:i + 1], tails[i:i + 1],
-                                       col.skipped))
+            try:
+                rows.append(esp_csi._strict(sch, seq[i], heads[i], pays[i], tails[i]))
+            except esp_csi._Bad as e:
+                col.skipped[str(e)] += 1
     caps = build_captures(rows, "auto", col.skipped)
     return caps[0] if caps else None, col.skipped
 
@@ -248,6 +250,143 @@ def test_stream_chunks_agree_with_the_file(case, sizes):
     mine = Counter(cap.skipped)
     mine.pop("layout differs from dominant", None)
     assert other == mine
+
+
+# ---- plain logs: the whole-text framing of plain files ---------------------------------------------
+
+def _quoted_lines():
+    """esp-csi lines with quoted comma payloads, as the writer makes them, after a header."""
+    rng = np.random.default_rng(3)
+    out = [b",".join(c.encode() for c in esp_csi.ESP_CSI_COLUMNS)]
+    for i in range(6):
+        raw = rng.integers(-128, 128, 128).astype(np.int8)
+        out.append(format_csi_data_line(raw, {"local_timestamp": 10 * i, "first_word": i % 2}).encode())
+    return out
+
+
+PLAIN = {"tool": LINES["tool"], "espcsi": LINES["espcsi"], "quoted": _quoted_lines()}
+# text that is odd for a number, a field, or the framing
+TRICKY = [b"", b"-", b"+", b"+5", b"-0", b"007", b" 5", b"5 ", b"\t5", b"1e3", b"1.5", b"0x1f", b"1_0", b"inf",
+          b"9223372036854775808", b"-9223372036854775809", b"99999999999999999999", b"a", b"\x00", b"5\x00",
+          b"128", b"-129", b"127", b"-128", b"9999", b"[", b"]", b'"', b"CSI_DATA", b"CSI_DATA,", b"- 5", b"5-3",
+          b"--5", b",", b",,", b"\xa0", b"\xc3\xa9", b"3C:71", b"AP", b"x" * 70]
+
+
+@st.composite
+def plain_logs(draw):
+    """Logs of whole records, each maybe touched by one odd token, field or separator."""
+    lines = list(PLAIN[draw(st.sampled_from(sorted(PLAIN)))])
+    for _ in range(draw(st.integers(0, 3))):
+        i = draw(st.integers(0, len(lines) - 1))
+        line = lines[i]
+        lb = line.find(b"[")
+        if not line.startswith(b"CSI_DATA,") or lb < 0:
+            continue
+        head, rest = line[:lb], line[lb:]
+        op = draw(st.integers(0, 7))
+        tok = draw(st.sampled_from(TRICKY))
+        if op == 0:                                   # a head field
+            fields = head.split(b",")
+            fields[draw(st.integers(1, len(fields) - 2))] = tok
+            line = b",".join(fields) + rest
+        elif op == 1:                                 # a payload value
+            sep = b"," if b"," in rest else b" "
+            vals = rest.split(sep)
+            vals[draw(st.integers(0, len(vals) - 1))] = tok
+            line = head + sep.join(vals)
+        elif op == 2:                                 # a payload value more or less
+            sep = b"," if b"," in rest else b" "
+            vals = rest.split(sep)
+            j = draw(st.integers(1, len(vals) - 1))
+            vals = vals[:j] + vals[j + 1:] if draw(st.booleans()) else vals[:j] + [b"7"] + vals[j:]
+            line = head + sep.join(vals)
+        elif op == 3:                                 # a head field more or less
+            fields = head.split(b",")
+            j = draw(st.integers(1, len(fields) - 2))
+            fields = fields[:j] + fields[j + 1:] if draw(st.booleans()) else fields[:j] + [b"0"] + fields[j:]
+            line = b",".join(fields) + rest
+        elif op == 4:                                 # something after the payload
+            line = line + draw(st.sampled_from([b",x", b",1,2", b" ", b"x", b'"', b"]", b"\r", b",CSI_DATA,1"]))
+        elif op == 5:                                 # a blank or log line, or a line break style
+            lines.insert(i, draw(st.sampled_from([b"", b"  ", b"I (1) wifi: hi", b"\x1b[0m"])))
+            continue
+        elif op == 6:                                 # the header's names
+            if i == 0 or not lines[0].startswith(b"type"):
+                continue
+            line = tok + line
+        else:                                         # two records glued, or one cut
+            line = line + lines[(i + 1) % len(lines)] if draw(st.booleans()) else line[:draw(
+                st.integers(0, len(line)))]
+        lines[i] = line
+    end = draw(st.sampled_from([b"\n", b"\r\n", b""]))
+    return end.join(lines) + end
+
+
+def _same_capture(a, b):
+    if a.packets == 0 or b.packets == 0:
+        assert a.packets == b.packets == 0
+    else:
+        _same(a, b)
+        assert np.array_equal(a.seq, b.seq) and a.part == b.part
+        assert a.secondary_channel == b.secondary_channel and a.bandwidth_mhz == b.bandwidth_mhz
+    assert a.skipped == b.skipped and dict(a.notes) == dict(b.notes)
+
+
+@FUZZ
+@given(plain_logs(), st.sampled_from(["auto", "esp-csi", "esp32-csi-tool"]))
+def test_plain_logs_fast_framing_agrees_with_the_general_path(data, fmt):
+    fast = parse_esp_csi_bytes(data, format=fmt, require=False)
+    old = esp_csi._FAST_MAX
+    esp_csi._FAST_MAX = -1                                 # every text framed line by line
+    try:
+        general = parse_esp_csi_bytes(data, format=fmt, require=False)
+    finally:
+        esp_csi._FAST_MAX = old
+    _same_capture(fast, general)
+    ref, ref_skipped = _by_line(data, fmt)                   # and the strict rules, record by record
+    assert fast.skipped == ref_skipped and (fast.packets == 0) == (ref is None)
+    if ref is not None:   # (not the format: one-record batches weigh flavours differently)
+        ref.format = fast.format
+        _same(fast, ref)
+
+
+def test_plain_framing_is_taken_only_for_whole_records():
+    for name, lines in PLAIN.items():
+        text = clean_text(b"\n".join(lines) + b"\n")
+        got = esp_csi._plain_records(text, "auto")
+        assert got is not None, name
+        sch, heads, pays = got
+        col = Collector()
+        for line in text.split(b"\n"):
+            col.add_line(line)
+        assert len(col.groups) == 1, "the collector makes one group of the same schema"
+        got_sch, (seq, h, p, t) = next(iter(col.groups.items()))
+        assert (got_sch.head, got_sch.tail, got_sch.flavor) == (sch.head, sch.tail, sch.flavor)
+        assert (h, p, t, seq) == (heads, pays, [b""] * len(heads), list(range(len(heads))))
+    one = PLAIN["tool"][0]
+    for bad in [one + b"\n\n" + one, one + b",x", one[:-1], one.replace(b",[", b"[", 1), one + one,
+                b"I (1) hi\n" + one, one.replace(b"[", b"[CSI_DATA,", 1), one.replace(b" ]", b" ] 1 ]", 1),
+                one + b"\n" + PLAIN["espcsi"][1]]:
+        assert esp_csi._plain_records(clean_text(bad), "auto") is None, bad[:60]
+
+
+def test_direct_reader_is_loadtxt():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        n, L = int(rng.integers(1, 6)), int(rng.integers(1, 9))
+        vals = rng.integers(-128, 128, (n, L))
+        for sep in (b" ", b","):
+            lines = [sep.join(str(v).encode() for v in row) for row in vals]
+            got = esp_csi._loadtxt(lines, np.dtype(np.int8), None if sep == b" " else ",", None, 2)
+            want = np.loadtxt(lines, dtype=np.int8, delimiter=None if sep == b" " else ",", comments=None, ndmin=2,
+                              encoding="latin-1")
+            assert got.dtype == want.dtype and np.array_equal(got, want)
+    sch = esp_csi.POSITIONAL[25]
+    heads = [ln[:ln.index(b",[")] for ln in PLAIN["tool"]]
+    got = esp_csi._loadtxt(heads, sch.loadtxt_dtype, ",", sch.usecols, 1)
+    want = np.loadtxt(heads, dtype=sch.loadtxt_dtype, delimiter=",", usecols=sch.usecols, comments=None, ndmin=1,
+                      encoding="latin-1")
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
 
 
 def test_frame_line_never_raises_on_odd_lines():

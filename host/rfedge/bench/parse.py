@@ -1,16 +1,19 @@
 """``rfedge bench parse``: packets per second of our reader against csiread's on the same file.
 
-Readers take turns in short rounds so that load changes on a shared machine hit both alike; each
-reader opens and reads the file on every run, as a user's call would.
+Readers take turns in short rounds (the order alternating from round to round) so that load changes
+on a shared machine hit both alike; each reader opens and reads the file on every run, as a user's
+call would. The figure reported is the median of the rounds' rates, which one disturbed round
+cannot move much.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 
 from rfedge.io.detect import parse_file
 
-_ROUNDS = 5
+_ROUNDS = 7
 
 
 def _csiread_reader(path: str, fmt: str):
@@ -46,7 +49,11 @@ def _time(run, budget: float) -> tuple[int, float]:
 
 
 def bench_parse(path, format: str = "auto", min_seconds: float = 1.0) -> dict:
-    """Parse ``path`` repeatedly with each reader for at least ``min_seconds``; report the rates."""
+    """Parse ``path`` repeatedly with each reader for at least ``min_seconds``; report the rates.
+
+    Per reader: ``packets`` per run, ``repeats`` and ``seconds`` over all rounds, ``round_rates``
+    (packets/s of each round) and ``packets_per_s``, their median.
+    """
     path = str(path)
     cap = parse_file(path, format=format)
     fmt = cap.format
@@ -60,17 +67,21 @@ def bench_parse(path, format: str = "auto", min_seconds: float = 1.0) -> dict:
         except Exception as e:  # csiread is not robust to dirty files: report, do not fail
             result["csiread"] = {"packets_per_s": None, "note": f"csiread failed: {type(e).__name__}: {e}"}
     ours()
-    totals = {k: [0, 0.0] for k in readers}
+    totals = {k: [0, 0.0, []] for k in readers}
     budget = max(min_seconds, 0.0) / _ROUNDS
-    for _ in range(_ROUNDS):
-        for name, (run, _) in readers.items():
+    names = list(readers)
+    for i in range(_ROUNDS):
+        for name in (names if i % 2 == 0 else names[::-1]):
+            run, packets = readers[name]
             n, dt = _time(run, budget)
-            totals[name][0] += n
-            totals[name][1] += dt
+            t = totals[name]
+            t[0] += n
+            t[1] += dt
+            t[2].append(packets * n / dt)
     for name, (run, packets) in readers.items():
-        n, dt = totals[name]
-        result[name] = {"packets": int(packets), "repeats": int(n), "seconds": round(dt, 6),
-                        "packets_per_s": packets * n / dt if dt > 0 else None}
+        n, dt, rates = totals[name]
+        result[name] = {"packets": int(packets), "repeats": int(n), "seconds": round(dt, 6), "rounds": len(rates),
+                        "round_rates": rates, "packets_per_s": statistics.median(rates)}
     a, b = result["rfedge"].get("packets_per_s"), result["csiread"].get("packets_per_s")
     return {"file": path, "format": fmt, "readers": result,
             "speedup_vs_csiread": (a / b) if a and b else None}

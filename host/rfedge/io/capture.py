@@ -60,9 +60,9 @@ class CsiCapture:
             raise ValueError(f"csi must be [N, A, S] with S={len(self.subcarriers)}, got {self.csi.shape}")
         if len(self.timestamps_us) != n:
             raise ValueError("timestamps_us length differs from csi")
-        for k, v in self.meta.items():
-            if len(v) != n:
-                raise ValueError(f"meta column {k!r} has {len(v)} rows, expected {n}")
+        if any(len(v) != n for v in self.meta.values()):
+            k, v = next((k, v) for k, v in self.meta.items() if len(v) != n)
+            raise ValueError(f"meta column {k!r} has {len(v)} rows, expected {n}")
 
     @property
     def packets(self) -> int:

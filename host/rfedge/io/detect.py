@@ -18,7 +18,7 @@ def sniff_format(data: bytes, exact: bool = True) -> str | None:
     header); with ``exact=False`` any ``CSI_DATA`` text answers ``"text"`` without looking further
     (the text reader handles both layouts anyway).
     """
-    head = data[:_SNIFF]
+    head = data if len(data) <= _SNIFF else data[:_SNIFF]
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return "npz"
     if b"CSI_DATA" in head:
@@ -42,14 +42,32 @@ def sniff_format(data: bytes, exact: bool = True) -> str | None:
     return None
 
 
+def _read_all(path: str) -> bytes:
+    """The whole file (one read of the size fstat gives; more reads if it grew or is not regular)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size + 1)
+        if len(data) != size:   # short read, a file still growing, a pipe or a /proc file
+            parts = [data]
+            while True:
+                chunk = os.read(fd, max(size, 1 << 16))
+                if not chunk:
+                    break
+                parts.append(chunk)
+            data = b"".join(parts)
+        return data
+    finally:
+        os.close(fd)
+
+
 def parse_file(path, format: str = "auto", part: str = "auto") -> CsiCapture:
     """Read any supported capture; one RfedgeError for a missing, unreadable or unusable file."""
     if format != "auto" and format not in FORMATS:
         raise RfedgeError(f"unknown format {format!r} (expected auto or one of {', '.join(FORMATS)})")
     spath = os.fspath(path)
     try:
-        with open(spath, "rb") as f:
-            data = f.read()
+        data = _read_all(spath)
     except FileNotFoundError:
         raise RfedgeError("file not found", path=spath) from None
     except IsADirectoryError:

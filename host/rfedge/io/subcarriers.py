@@ -202,6 +202,23 @@ def _gather(buf_len: int, secondary_channel: int, part: str):
     return p, used, imag_pos, imag_pos + 1, tuple(runs)
 
 
+@lru_cache(maxsize=None)
+def _decode_plan(buf_len: int, secondary_channel: int, part: str):
+    """What decoding one layout needs, computed once: (used, runs, interleaved positions, first-word
+    columns). ``perm`` lists (real, imag) byte positions in complex64 memory order, for one gather."""
+    _, used, ip, rp, runs = _gather(buf_len, secondary_channel, part)
+    perm = np.empty(2 * len(used), np.intp)
+    perm[0::2] = rp
+    perm[1::2] = ip
+    fw_cols = np.flatnonzero((ip < 4) | (rp < 4))
+    for a in (perm, fw_cols):
+        a.setflags(write=False)
+    return used, runs, perm, fw_cols
+
+
+_GATHER_MAX = 256   # packets: below this one np.take beats the strided copies (fixed costs)
+
+
 def decode_esp32_buffer(raw, secondary_channel: int, part: str = "auto",
                         first_word_invalid=None) -> tuple[np.ndarray, np.ndarray]:
     """complex64 [N, S] of the used subcarriers (ascending) and their indices [S].
@@ -216,17 +233,32 @@ def decode_esp32_buffer(raw, secondary_channel: int, part: str = "auto",
         raw = raw[None, :]
     if raw.ndim != 2:
         raise ValueError(f"raw must be [N, L], got shape {raw.shape}")
-    _, used, ip, rp, runs = _gather(int(raw.shape[1]), int(secondary_channel), part)
-    out = np.empty((raw.shape[0], len(used), 2), np.float32)   # (real, imag): complex64 memory order
-    for c0, c1, b0, b1 in runs:
-        out[:, c0:c1, 0] = raw[:, b0 + 1:b1:2]
-        out[:, c0:c1, 1] = raw[:, b0:b1:2]
-    csi = out.view(np.complex64)[:, :, 0]
-    if first_word_invalid is not None:
-        bad = np.broadcast_to(np.asarray(first_word_invalid, dtype=bool), (raw.shape[0],))
-        cols = (ip < 4) | (rp < 4)
-        if bad.any() and cols.any():
-            csi[np.ix_(bad, cols)] = 0
+    n = raw.shape[0]
+    used, runs, perm, fw_cols = _decode_plan(int(raw.shape[1]), int(secondary_channel), part)
+    if n <= _GATHER_MAX:
+        out = raw.take(perm, axis=1).astype(np.float32, order="C")   # (real, imag) pairs
+        csi = out.view(np.complex64)
+    else:
+        out = np.empty((n, len(used), 2), np.float32)   # (real, imag): complex64 memory order
+        for c0, c1, b0, b1 in runs:
+            out[:, c0:c1, 0] = raw[:, b0 + 1:b1:2]
+            out[:, c0:c1, 1] = raw[:, b0:b1:2]
+        csi = out.view(np.complex64)[:, :, 0]
+    if first_word_invalid is not None and len(fw_cols):
+        if first_word_invalid is True:   # the usual case: one flag for all packets
+            csi[:, fw_cols] = 0
+            return (csi[0] if single else csi), used.copy()
+        bad = np.asarray(first_word_invalid, dtype=bool)
+        if bad.ndim == 0:
+            if bad:
+                csi[:, fw_cols] = 0
+        else:
+            bad = np.broadcast_to(bad, (n,))
+            k = np.count_nonzero(bad)
+            if k == n:
+                csi[:, fw_cols] = 0
+            elif k:
+                csi[np.ix_(bad, fw_cols)] = 0
     return (csi[0] if single else csi), used.copy()
 
 
