@@ -41,6 +41,7 @@ import numpy as np
 
 from rfedge.data.dataset import write_dataset
 from rfedge.errors import RfedgeError
+from rfedge.sim.presets import apply_overrides
 from rfedge.progress import Progress
 from rfedge.sim import arm_gestures as ag
 
@@ -137,21 +138,7 @@ def preset_config(preset: str = "arm21", overrides: dict | None = None, seed: in
     if preset not in PRESETS:
         raise RfedgeError(f"unknown RFID preset {preset!r}; available: {', '.join(sorted(PRESETS))}",
                           field="preset")
-    cfg = copy.deepcopy(PRESETS[preset])
-    for k, v in (overrides or {}).items():
-        if k not in cfg:
-            raise RfedgeError(f"preset {preset!r} has no field {k!r} (fields: {', '.join(cfg)})", field=k)
-        want = type(cfg[k])
-        if want is float and isinstance(v, int) and not isinstance(v, bool):
-            v = float(v)
-        if not isinstance(v, want) or (want in (int, float) and isinstance(v, bool)):
-            raise RfedgeError(f"expected {want.__name__}, got {v!r}", field=k)
-        if isinstance(v, list):
-            if k in _FIXED_LEN and len(v) != len(cfg[k]):
-                raise RfedgeError(f"expected a list of {len(cfg[k])} values, got {v!r}", field=k)
-            if cfg[k] and isinstance(cfg[k][0], float):
-                v = [float(x) if isinstance(x, int) and not isinstance(x, bool) else x for x in v]
-        cfg[k] = v
+    cfg = apply_overrides(copy.deepcopy(PRESETS[preset]), overrides, preset, fixed_len=_FIXED_LEN)
     if seed is not None:
         cfg["seed"] = int(seed)
     _check(cfg)
