@@ -11,7 +11,12 @@ if [ ! -x .venv/bin/python ]; then
   "$py" -m venv .venv
 fi
 stamp=".venv/.rfedge-installed${extras:+-$extras}"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# Reinstall when the packaging or the compiled CSI text parser changed since the last install.
+stale=0
+for f in pyproject.toml setup.py host/rfedge/_csitext.c; do
+  [ -f "$f" ] && [ "$f" -nt "$stamp" ] && stale=1
+done
+if [ ! -f "$stamp" ] || [ "$stale" = 1 ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e ".${extras:+[$extras]}"
   touch "$stamp"

@@ -54,7 +54,18 @@ def test_bench_real_esp32_csi_tool_file(real_data):
     assert r["speedup_vs_csiread"] == pytest.approx(ours["packets_per_s"] / theirs["packets_per_s"])
 
 
-def test_both_readers_agree_on_the_real_tool_file(real_data):
+@pytest.fixture(params=["c", "numpy"])
+def text_converter(request, monkeypatch):
+    """Our reader with the C text conversions (rfedge._csitext) and without (numpy's, the fallback)."""
+    from rfedge.io import esp_csi
+    if request.param == "c" and esp_csi._csitext is None:
+        pytest.skip("rfedge._csitext is not built")
+    if request.param == "numpy":
+        monkeypatch.setattr(esp_csi, "_csitext", None)
+    return request.param
+
+
+def test_both_readers_agree_on_the_real_tool_file(real_data, text_converter):
     """What the benchmark compares is the same work: same packets, same CSI values."""
     csiread = pytest.importorskip("csiread")
     from rfedge.io.detect import parse_file
@@ -67,6 +78,20 @@ def test_both_readers_agree_on_the_real_tool_file(real_data):
     # csiread keeps every (imag, real) pair of the buffer; ours the used subcarriers of it
     pairs = cap.raw[:, 1::2] + 1j * cap.raw[:, ::2]
     assert np.array_equal(pairs, ref.csi)
+
+
+def test_both_readers_agree_on_a_large_file(tmp_path, text_converter):
+    """Past the plain-file size limit our reader frames line by line in bulk: still csiread's values."""
+    csiread = pytest.importorskip("csiread")
+    from rfedge.io.detect import parse_file
+    path = big_tool_file(tmp_path / "big.csv", 2_000)
+    cap = parse_file(path)
+    ref = csiread.ESP32(str(path), if_report=False)
+    ref.read()
+    assert cap.packets == ref.count == 2_000
+    assert cap.meta["local_timestamp"].tolist() == ref.local_timestamp.tolist()
+    assert cap.meta["rssi"].tolist() == ref.rssi.tolist()
+    assert np.array_equal(cap.raw[:, 1::2] + 1j * cap.raw[:, ::2], ref.csi)
 
 
 def test_bench_large_synthetic_file(tmp_path):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from rfedge.errors import RfedgeError
+from rfedge.io import esp_csi
 from rfedge.io.detect import parse_file
 from rfedge.io.esp_csi import (
     ESP_CSI_COLUMNS, format_csi_data_line, parse_esp_csi_bytes, read_esp_csi, write_esp_csi_log)
@@ -11,6 +12,19 @@ from rfedge.io.subcarriers import encode_esp32_buffers, used_subcarriers
 
 TOOL = "esp32-csi-tool_example_csi.csv"
 ESPCSI = "esp-csi_csi_data_with_head.csv"
+
+
+@pytest.fixture(autouse=True, scope="module", params=["c", "numpy"])
+def text_converter(request):
+    """Every test twice: text -> numbers by the C extension rfedge._csitext, and by numpy alone (the
+    fallback where it is not built)."""
+    saved = esp_csi._csitext
+    if request.param == "c" and saved is None:
+        pytest.skip("rfedge._csitext is not built")
+    if request.param == "numpy":
+        esp_csi._csitext = None
+    yield request.param
+    esp_csi._csitext = saved
 
 
 def parse(text, **kw):
@@ -265,13 +279,14 @@ def test_no_usable_packet_is_one_clear_error():
     assert parse(b"", require=False).packets == 0
 
 
-def test_clean_files_take_the_bulk_path(real_data, monkeypatch):
-    from rfedge.io import esp_csi
-
+def test_clean_files_take_the_bulk_path(real_data, monkeypatch, text_converter):
     def no_strict(*a):
         raise AssertionError("a clean record went the slow way")
 
     monkeypatch.setattr(esp_csi, "_strict", no_strict)
+    if text_converter == "c":   # and the C conversions take all of it: numpy's reader is not needed
+        monkeypatch.setattr(esp_csi, "_loadtxt", no_strict)
+        monkeypatch.setattr(np, "fromstring", no_strict)
     for name in (TOOL, ESPCSI):
         assert parse_file(real_data / name).packets > 0
     raw = rng_raw(300)

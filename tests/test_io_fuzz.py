@@ -26,6 +26,19 @@ FUZZ = settings(max_examples=int(os.environ.get("RFEDGE_FUZZ_EXAMPLES", 150)), d
 FORMATS = ["esp-csi", "esp32-csi-tool", "npz", "intel5300", "text"]
 
 
+@pytest.fixture(autouse=True, scope="module", params=["c", "numpy"])
+def text_converter(request):
+    """Every test twice: text -> numbers by the C extension rfedge._csitext, and by numpy alone (the
+    fallback where it is not built)."""
+    saved = esp_csi._csitext
+    if request.param == "c" and saved is None:
+        pytest.skip("rfedge._csitext is not built")
+    if request.param == "numpy":
+        esp_csi._csitext = None
+    yield request.param
+    esp_csi._csitext = saved
+
+
 def _real_lines(name):
     p = REAL_DATA / name
     return p.read_bytes().splitlines() if p.exists() else []
@@ -393,3 +406,33 @@ def test_frame_line_never_raises_on_odd_lines():
     for line in [b"", b"CSI_DATA,", b"CSI_DATA,[", b"CSI_DATA,]", b"CSI_DATA,][", b"type,data", b"type,,data,x",
                  b"xxCSI_DATA,1,[1]CSI_DATA,2,[2]", b'CSI_DATA,"[1,2]"', b"\x00" * 20, b"TYPE,ID,DATA"]:
         frame_line(line)
+
+
+# ---- the C text conversions (rfedge._csitext) against numpy's ------------------------------------
+
+def _everything(cap):
+    if cap.packets == 0:
+        return cap.format, dict(cap.skipped), dict(cap.notes)
+    return (cap.format, cap.packets, cap.raw.dtype.str, cap.raw.tobytes(), cap.csi.tobytes(),
+            cap.timestamps_us.tobytes(), cap.part, cap.subcarriers.tolist(), cap.bandwidth_mhz, cap.secondary_channel, cap.seq.tolist(),
+            dict(cap.skipped), dict(cap.notes), list(cap.meta),     # the columns in the same order too
+            {k: (v.dtype.str, v.tobytes() if v.dtype.kind in "iuf" else v.tolist()) for k, v in cap.meta.items()})
+
+
+@FUZZ
+@given(st.one_of(dirty_logs().map(lambda case: case[1]), plain_logs()),
+       st.sampled_from(["auto", "esp-csi", "esp32-csi-tool"]), st.booleans())
+def test_c_and_numpy_conversions_give_the_same_capture(data, fmt, vector):
+    c = esp_csi._load_csitext()
+    if c is None:
+        pytest.skip("rfedge._csitext is not built")
+    old = esp_csi._csitext, esp_csi._SMALL
+    esp_csi._SMALL = 0 if vector else 1 << 30
+    try:
+        esp_csi._csitext = c
+        got = parse_esp_csi_bytes(data, format=fmt, require=False)
+        esp_csi._csitext = None
+        want = parse_esp_csi_bytes(data, format=fmt, require=False)
+    finally:
+        esp_csi._csitext, esp_csi._SMALL = old
+    assert _everything(got) == _everything(want)

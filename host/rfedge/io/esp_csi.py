@@ -30,10 +30,16 @@ with two ``np.loadtxt``-style reads (head columns, payloads as int8); a batch th
 cleanly is bisected down to single records, and a record that does not is checked by the strict
 rules. The bulk path only accepts what the strict path would accept, with the same values, and the
 plain framing gives exactly the records the line framing would (both property-tested).
+
+The text -> number conversion of a batch is done by the small C extension ``rfedge._csitext`` when it
+is built (``pip install -e .`` builds it; it is optional): it implements the strict rules themselves
+for a whole batch (tests/test_csitext.py compares it with ``_strict`` on fuzzed text). Without it, or
+for a batch it refuses (a bad record, a value outside int8), the numpy readers above are used.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -46,6 +52,20 @@ from rfedge.errors import RfedgeError
 from rfedge.io.capture import CsiCapture, require_packets
 from rfedge.io.subcarriers import PART_NAMES, decode_esp32_buffer, esp32_buffer_layout, first_word_affects, \
     is_known_layout, part_info
+
+_CSITEXT_API = 1   # the contract of rfedge._csitext this module expects (its API constant)
+
+
+def _load_csitext():
+    """The C conversions, or None (not built, or a stale build of another contract: numpy then)."""
+    try:
+        mod = importlib.import_module("rfedge._csitext")
+    except ImportError:
+        return None
+    return mod if getattr(mod, "API", None) == _CSITEXT_API else None
+
+
+_csitext = _load_csitext()
 
 ESP_CSI_COLUMNS = (
     "type", "id", "mac", "rssi", "rate", "sig_mode", "mcs", "bandwidth", "smoothing", "not_sounding",
@@ -283,6 +303,17 @@ class Schema:
         object.__setattr__(self, "steps", tuple(steps))
         object.__setattr__(self, "text_slack", len("CSI_DATA") + (nf - 1) + sum(k in ("int", "float") for k in kinds))
         object.__setattr__(self, "usecols", list(range(1, nf)))
+        # for rfedge._csitext.parse_heads: one letter per field, and where each column lands
+        letter = {"skip": "s", "int": "i", "float": "f"}
+        c_kinds = "".join(letter.get(k, "t") for k in kinds)
+        cols, seen = [], Counter()
+        for name, c in zip(self.head, c_kinds):
+            if c != "s":
+                cols.append((name, c, seen[c]))
+                seen[c] += 1
+        object.__setattr__(self, "c_kinds", c_kinds.encode())
+        object.__setattr__(self, "c_cols", tuple(cols))
+        object.__setattr__(self, "c_counts", (seen["i"], seen["f"]))
 
 
 def _kind(name: str, i: int) -> str:
@@ -527,6 +558,8 @@ _NO_BULK = bytes(set(range(256)) - _LOOSE)
 
 def _head_columns(sch: Schema, heads: list) -> tuple[dict, dict]:
     """All head columns of a batch in one ``np.loadtxt`` call (it also proves no row lacks a field)."""
+    if _csitext is not None:
+        return _head_columns_c(sch, heads)
     dt = sch.loadtxt_dtype
     hb = b"\n".join(heads)
     # loadtxt forgives spaces, "+" signs and NULs in numbers that the strict rules refuse
@@ -556,6 +589,27 @@ def _head_columns(sch: Schema, heads: list) -> tuple[dict, dict]:
     return num, txt
 
 
+def _head_columns_c(sch: Schema, heads: list) -> tuple[dict, dict]:
+    """``_head_columns`` by the C reader: the strict rules themselves, so a refusal means a bad record."""
+    try:
+        ib, fb, texts = _csitext.parse_heads(heads if heads.__class__ is list else list(heads), sch.c_kinds)
+    except ValueError:
+        raise _Slow from None
+    n = len(heads)
+    ni, nf = sch.c_counts
+    ints = np.frombuffer(ib, np.int64).reshape(ni, n) if ni else None
+    floats = np.frombuffer(fb, np.float64).reshape(nf, n) if nf else None
+    num, txt = {}, {}
+    for name, c, j in sch.c_cols:
+        if c == "i":
+            num[name] = ints[j]
+        elif c == "f":
+            num[name] = floats[j]
+        else:
+            txt[name] = texts[j]
+    return num, txt
+
+
 def _full_slots(col: np.ndarray) -> bool:
     """Whether a text column read as S{_W} holds a value that fills its slot (so maybe cut short):
     the same as ``np.char.str_len(col).max() >= _W``, cheaper (S values are NUL padded)."""
@@ -566,7 +620,20 @@ def _full_slots(col: np.ndarray) -> bool:
 
 def _payloads(pays: list):
     """(raw int8 [n, L], None) when all payloads read cleanly and are equally long, else
-    (None, (vals, starts, lens)) with int64 values and a 0 gap after each payload."""
+    (None, (vals, starts, lens)) with int64 values (a 0 gap after each payload from numpy)."""
+    if _csitext is not None:
+        try:
+            buf, lens = _csitext.parse_int8_lists(pays if pays.__class__ is list else list(pays))
+        except ValueError:
+            pass  # a bad record or a value outside int8: numpy sorts it out below
+        else:
+            n, L = len(pays), lens[0]
+            if L and lens.count(L) == n:
+                return np.frombuffer(buf, np.int8).reshape(n, L), None
+            ln = np.array(lens, np.int64)
+            starts = np.zeros(n, np.int64)
+            np.cumsum(ln[:-1], out=starts[1:])
+            return None, (np.frombuffer(buf, np.int8).astype(np.int64), starts, ln)
     comma = b"," in pays[0]
     try:
         # loadtxt refuses anything but [+-]digits between separators, and values outside int8
