@@ -14,17 +14,8 @@ TOOL = "esp32-csi-tool_example_csi.csv"
 ESPCSI = "esp-csi_csi_data_with_head.csv"
 
 
-@pytest.fixture(autouse=True, scope="module", params=["c", "numpy"])
-def text_converter(request):
-    """Every test twice: text -> numbers by the C extension rfedge._csitext, and by numpy alone (the
-    fallback where it is not built)."""
-    saved = esp_csi._csitext
-    if request.param == "c" and saved is None:
-        pytest.skip("rfedge._csitext is not built")
-    if request.param == "numpy":
-        esp_csi._csitext = None
-    yield request.param
-    esp_csi._csitext = saved
+# Every test twice: with the C text parser and with the numpy fallback (conftest.text_converter).
+pytestmark = pytest.mark.usefixtures("text_converter")
 
 
 def parse(text, **kw):

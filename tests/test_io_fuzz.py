@@ -26,17 +26,8 @@ FUZZ = settings(max_examples=int(os.environ.get("RFEDGE_FUZZ_EXAMPLES", 150)), d
 FORMATS = ["esp-csi", "esp32-csi-tool", "npz", "intel5300", "text"]
 
 
-@pytest.fixture(autouse=True, scope="module", params=["c", "numpy"])
-def text_converter(request):
-    """Every test twice: text -> numbers by the C extension rfedge._csitext, and by numpy alone (the
-    fallback where it is not built)."""
-    saved = esp_csi._csitext
-    if request.param == "c" and saved is None:
-        pytest.skip("rfedge._csitext is not built")
-    if request.param == "numpy":
-        esp_csi._csitext = None
-    yield request.param
-    esp_csi._csitext = saved
+# Every test twice: with the C text parser and with the numpy fallback (conftest.text_converter).
+pytestmark = pytest.mark.usefixtures("text_converter")
 
 
 def _real_lines(name):
