@@ -31,13 +31,42 @@ from rfedge.metrics import classification_report, save_confusion_png
 from rfedge.models import MODEL_KINDS
 
 MODEL_FILES = {"keras": "model.keras", "svm": "svm.pkl"}
-DEFAULT_EPOCHS = 60
-DEFAULT_PATIENCE = 8
 QUICK_EPOCHS = 3
 QUICK_PATIENCE = 2
 VAL_FRACTION = 0.15
-BATCH_SIZE = 32
-LEARNING_RATE = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How a Keras model is fitted. (Work in progress: these values were being chosen on the
+    validation part of the training side; their effect has not been measured end to end yet.)
+
+    Adam with a linear warm-up then a cosine decay spanning ``epochs``; early stopping on the
+    validation loss restores the best epoch's weights. Each epoch sees a freshly augmented copy of
+    the (normalized, time-first) training inputs, drawn from ``seed`` and the epoch number only:
+    a random fractional time shift and log-uniform time stretch (linear interpolation along the
+    frames, edge frames held), a per-trial offset of the log power (a receiver gain) and a smaller
+    per-channel one, and mixup of pairs of trials (labels mixed alike). Validation and test
+    inputs are never augmented.
+    """
+
+    epochs: int = 60               # maximum; the cosine decay spans it
+    patience: int = 15             # epochs without a lower validation loss before stopping
+    batch_size: int = 32
+    learning_rate: float = 1e-3    # peak, after warm-up
+    warmup_epochs: int = 3
+    final_lr_fraction: float = 0.01
+    label_smoothing: float = 0.0
+    time_shift: float = 1.5        # frames, uniform in [-s, s]
+    time_stretch: float = 0.0      # log-factor, uniform in [-s, s]
+    gain: float = 0.2              # std of a per-trial offset (normalized units)
+    channel_gain: float = 0.1      # std of a per-trial, per-channel offset
+    mixup: float = 0.2             # Beta(a, a) mixing weight; 0 turns mixup off
+
+
+RECIPES = {"student": Recipe(), "student-tcn": Recipe(), "cnn": Recipe()}
+DEFAULT_EPOCHS = RECIPES["student"].epochs
+DEFAULT_PATIENCE = RECIPES["student"].patience
 
 
 def select_fold(ds: Dataset, split: str, fold) -> tuple[int, dict]:
@@ -103,23 +132,100 @@ def _epoch_logger(epochs: int, stream):
     return EpochLine()
 
 
-def _fit_keras(kind, X_fit, y_fit, X_val, y_val, n_classes, *, seed, epochs, patience, stream):
+def time_warp(A: np.ndarray, shift: np.ndarray, stretch: np.ndarray) -> np.ndarray:
+    """Resample model inputs A [N, T, F, C] along time: frame t of the result is A at
+    (t - c) / stretch + c - shift (c the centre frame), linearly interpolated, clamped to the
+    first/last frame. shift [N] in frames (positive delays the gesture), stretch [N] > 0."""
+    n, t = A.shape[:2]
+    c = (t - 1) / 2
+    pos = np.clip((np.arange(t)[None, :] - c) / np.asarray(stretch)[:, None] + c - np.asarray(shift)[:, None], 0, t - 1)
+    i0 = np.floor(pos).astype(np.int64)
+    i1 = np.minimum(i0 + 1, t - 1)
+    w = (pos - i0)[:, :, None, None].astype(A.dtype)
+    rows = np.arange(n)[:, None]
+    return (1 - w) * A[rows, i0] + w * A[rows, i1]
+
+
+def augment(A: np.ndarray, Y: np.ndarray, rng: np.random.Generator, r: Recipe) -> tuple[np.ndarray, np.ndarray]:
+    """One augmented copy of model inputs A [N, T, F, C] and one-hot labels Y [N, G] (see Recipe)."""
+    n = len(A)
+    A = np.asarray(A, np.float32)
+    if r.time_shift or r.time_stretch:
+        shift = rng.uniform(-r.time_shift, r.time_shift, n) if r.time_shift else np.zeros(n)
+        stretch = np.exp(rng.uniform(-r.time_stretch, r.time_stretch, n)) if r.time_stretch else np.ones(n)
+        A = time_warp(A, shift, stretch)
+    if r.gain:
+        A = A + rng.normal(0.0, r.gain, (n, 1, 1, 1)).astype(np.float32)
+    if r.channel_gain:
+        A = A + rng.normal(0.0, r.channel_gain, (n, 1, 1, A.shape[3])).astype(np.float32)
+    Y = np.asarray(Y, np.float32)
+    if r.mixup:
+        lam = rng.beta(r.mixup, r.mixup, n).astype(np.float32)
+        lam = np.maximum(lam, 1 - lam)           # the first trial of a pair stays the dominant one
+        p = rng.permutation(n)
+        A = lam[:, None, None, None] * A + (1 - lam[:, None, None, None]) * A[p]
+        Y = lam[:, None] * Y + (1 - lam[:, None]) * Y[p]
+    return np.ascontiguousarray(A, dtype=np.float32), Y
+
+
+def _augmented_batches(A, Y, recipe: Recipe, seed: int):
+    import keras
+
+    class Batches(keras.utils.PyDataset):
+        """Shuffled, augmented epochs; epoch k's data depends on (seed, k) alone, and batches are
+        plain slices of it, so Keras' look-ahead calls cannot disturb the random stream."""
+
+        def __init__(self):
+            super().__init__()
+            self.epoch = 0
+            self._draw()
+
+        def _draw(self):
+            rng = np.random.default_rng([int(seed), 3, self.epoch])
+            order = rng.permutation(len(A))
+            self.a, self.y = augment(A[order], Y[order], rng, recipe)
+
+        def __len__(self):
+            return -(-len(A) // recipe.batch_size)
+
+        def __getitem__(self, i):
+            sl = slice(i * recipe.batch_size, (i + 1) * recipe.batch_size)
+            return self.a[sl], self.y[sl]
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            self._draw()
+
+    return Batches()
+
+
+def _fit_keras(kind, X_fit, y_fit, X_val, y_val, n_classes, *, seed, epochs, patience, stream,
+               recipe: Recipe | None = None):
     import keras
 
     from rfedge.models.student import to_model_input
 
+    r = recipe or RECIPES[kind]
     keras.utils.set_random_seed(seed)
     model = build_model(kind, X_fit.shape[1:], n_classes)
-    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    A_fit = to_model_input(X_fit)
+    steps = -(-len(A_fit) // r.batch_size)
+    warmup = min(r.warmup_epochs, max(epochs - 1, 0)) * steps
+    lr = keras.optimizers.schedules.CosineDecay(
+        r.learning_rate if not warmup else 0.0, max(epochs * steps - warmup, 1), alpha=r.final_lr_fraction,
+        warmup_target=r.learning_rate if warmup else None, warmup_steps=warmup)
+    model.compile(optimizer=keras.optimizers.Adam(lr),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=r.label_smoothing), metrics=["accuracy"])
+    eye = np.eye(n_classes, dtype=np.float32)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
-    hist = model.fit(to_model_input(X_fit), y_fit, validation_data=(to_model_input(X_val), y_val),
-                     epochs=epochs, batch_size=BATCH_SIZE, shuffle=True, verbose=0,
-                     callbacks=[stop, _epoch_logger(epochs, stream)])
+    hist = model.fit(_augmented_batches(A_fit, eye[y_fit], r, seed),
+                     validation_data=(to_model_input(X_val), eye[y_val]), epochs=epochs, shuffle=False,
+                     verbose=0, callbacks=[stop, _epoch_logger(epochs, stream)])
     h = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     best = int(np.argmin(h["val_loss"])) if h.get("val_loss") else len(h["loss"]) - 1
     info = {"epochs_run": len(h["loss"]), "best_epoch": best + 1,
-            "val_accuracy": h.get("val_accuracy", [None])[best], "history": h}
+            "val_accuracy": h.get("val_accuracy", [None])[best], "history": h,
+            "recipe": dataclasses.asdict(dataclasses.replace(r, epochs=epochs, patience=patience))}
     if info["epochs_run"] < epochs:
         stream.write(f"early stop after epoch {info['epochs_run']}; weights of epoch {best + 1} restored\n")
     return model, info
@@ -192,8 +298,9 @@ def train(data_dir, out_dir, *, model: str = "student", split: str = "in-session
     stream = stream or sys.stderr
     if model not in MODEL_KINDS:
         raise RfedgeError(f"unknown model {model!r}; choose one of {', '.join(MODEL_KINDS)}")
-    epochs = int(epochs if epochs is not None else (QUICK_EPOCHS if quick else DEFAULT_EPOCHS))
-    patience = int(patience if patience is not None else (QUICK_PATIENCE if quick else DEFAULT_PATIENCE))
+    recipe = RECIPES.get(model, RECIPES["student"])
+    epochs = int(epochs if epochs is not None else (QUICK_EPOCHS if quick else recipe.epochs))
+    patience = int(patience if patience is not None else (QUICK_PATIENCE if quick else recipe.patience))
     if epochs < 1 or patience < 1:
         raise RfedgeError(f"epochs and patience must be >= 1 (got {epochs}, {patience})")
     t_start = time.monotonic()
