@@ -8,7 +8,7 @@ import pytest
 from keras import layers
 
 from rfedge.features import FeatureConfig
-from rfedge.models.baselines import SvmBaseline, build_heavy_cnn, handcrafted_features
+from rfedge.models.baselines import SvmBaseline, build_heavy_cnn, frame_features, handcrafted_features
 from rfedge.models.macs import count_macs
 from rfedge.models.student import build_student, inference_model, to_model_input
 from rfedge.quant import DYNAMIC_OPS, run_tflite, tflite_ops, to_int8_tflite
@@ -93,20 +93,26 @@ def test_handcrafted_features_by_hand():
     P = np.array([[1, 1, 1, 1], [1e-12, 1e-12, 1.0, 1e-12], [4, 4, 4, 4]], dtype=np.float64).T   # [F, T]
     X = np.log(P)[None, None].astype(np.float32)                                              # [1, 1, 4, 3]
     v = handcrafted_features(X)[0]
-    assert v.shape == (16,)
+    assert v.shape == (4 * 3,)                                # one group: 4 features x 3 frames
     logE = np.log([4.0, 1.0, 16.0])
     ent = np.array([np.log(4), 0.0, np.log(4)])
     cen = np.array([1.5, 2.0, 1.5])
     spr = np.array([math.sqrt(1.25), 0.0, math.sqrt(1.25)])
-    frame = np.stack([logE, ent, cen, spr])
-    want = np.concatenate([frame.mean(1), frame.std(1), frame.max(1), [1.0], np.array([4, 1, 16]) / 21])
-    np.testing.assert_allclose(v, want, atol=1e-4)
+    np.testing.assert_allclose(v, np.concatenate([logE, ent, cen, spr]), atol=1e-4)   # group, feature, frame
+
+
+def test_handcrafted_features_average_channel_groups():
+    X = np.random.default_rng(1).normal(size=(2, 6, 5, 7)).astype(np.float32)
+    fr = frame_features(X)                                                  # [2, 6, 4, 7]
+    v = handcrafted_features(X, groups=3).reshape(2, 3, 4, 7)
+    np.testing.assert_allclose(v[:, 1], fr[:, 2:4].mean(axis=1), rtol=1e-5, atol=1e-5)
+    assert handcrafted_features(X, groups=10).shape == (2, 6 * 4 * 7)       # never more groups than channels
 
 
 def test_handcrafted_features_shape_and_finite():
     X = np.random.default_rng(0).normal(size=(5,) + SHAPE).astype(np.float32) * 3
     F = handcrafted_features(X)
-    assert F.shape == (5, SHAPE[0] * 16) and np.isfinite(F).all()
+    assert F.shape == (5, 4 * 4 * SHAPE[2]) and np.isfinite(F).all()
 
 
 def _blobs(n, shape, n_classes, seed, noise=0.7):

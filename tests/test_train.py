@@ -13,7 +13,7 @@ from rfedge.data.dataset import Dataset
 from rfedge.dsp import Normalizer
 from rfedge.errors import RfedgeError
 from rfedge.features import FeatureConfig
-from rfedge.train import select_fold, train, validation_split
+from rfedge.train import Recipe, augment, select_fold, time_warp, train, validation_split
 
 METRIC_KEYS = {
     "model", "accuracy", "macro_f1", "per_class", "confusion_matrix", "label_names", "parameters", "macs",
@@ -69,6 +69,32 @@ def test_validation_split_is_stratified_and_disjoint():
     assert validation_split(train_ids, labels, seed=0) == (fit, val)
 
 
+def test_time_warp_shift_and_identity():
+    A = np.arange(2 * 5, dtype=np.float32).reshape(2, 5, 1, 1)            # [N, T, F, C]: value = frame
+    np.testing.assert_allclose(time_warp(A, np.zeros(2), np.ones(2)), A)
+    out = time_warp(A, np.array([1.0, -0.5]), np.ones(2))[..., 0, 0]
+    np.testing.assert_allclose(out[0], [0, 0, 1, 2, 3])                   # delayed a frame, first held
+    np.testing.assert_allclose(out[1], [5.5, 6.5, 7.5, 8.5, 9])            # advanced half a frame, last held
+
+
+def test_augment_is_seeded_and_keeps_labels_distributions():
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(16, 25, 8, 14)).astype(np.float32)
+    Y = np.eye(4, dtype=np.float32)[np.arange(16) % 4]
+    r = Recipe(time_stretch=0.1)
+    a1, y1 = augment(A, Y, np.random.default_rng(5), r)
+    a2, y2 = augment(A, Y, np.random.default_rng(5), r)
+    np.testing.assert_array_equal(a1, a2)
+    np.testing.assert_array_equal(y1, y2)
+    assert a1.shape == A.shape and a1.dtype == np.float32 and not np.allclose(a1, A)
+    np.testing.assert_allclose(y1.sum(axis=1), 1.0, rtol=1e-6)
+    assert (y1.max(axis=1) >= 0.5).all()                                   # mixup keeps a dominant label
+    off = Recipe(time_shift=0, time_stretch=0, gain=0, channel_gain=0, mixup=0)
+    a0, y0 = augment(A, Y, np.random.default_rng(5), off)
+    np.testing.assert_array_equal(a0, A)
+    np.testing.assert_array_equal(y0, Y)
+
+
 def test_select_fold_by_index_and_name(ds_dir):
     ds = Dataset.open(ds_dir)
     i, f = select_fold(ds, "cross-user", "1")
@@ -102,6 +128,7 @@ def test_student_artifacts_and_determinism(ds_dir, tmp_path):
     on_disk = _check_run(ds_dir, tmp_path / "a", a, "model.keras")
     assert on_disk["parameters"] < 150_000 and on_disk["epochs_run"] >= 1
     assert len(on_disk["history"]["val_loss"]) == on_disk["epochs_run"]
+    assert on_disk["recipe"]["epochs"] == on_disk["epochs"] and on_disk["recipe"]["mixup"] > 0
     b = _run(ds_dir, tmp_path / "b", "student", seed=1)
     assert {k: v for k, v in a.items() if k not in VOLATILE} == {k: v for k, v in b.items() if k not in VOLATILE}
 

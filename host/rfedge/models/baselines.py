@@ -15,23 +15,17 @@ import numpy as np
 from rfedge.errors import RfedgeError
 
 N_FRAME_FEATURES = 4          # log-energy, spectral entropy, centroid, spread
-FEATURES_PER_CHANNEL = N_FRAME_FEATURES * 3 + 4
+SVM_CHANNEL_GROUPS = 4        # contiguous channel groups the per-frame features are averaged over
 
 
-def handcrafted_features(X: np.ndarray) -> np.ndarray:
-    """X [N, C, F, T] log power -> [N, C * 16] float32.
-
-    Per channel and frame, from P = exp(X) over the Doppler bins: energy (as log-energy: powers span
-    decades and the SVM's RBF distance should not be ruled by the loudest frame), spectral entropy,
-    centroid and spread (bandwidth) in bin units. Each is summarized over time by mean, std and max.
-    Four temporal-shape statistics per channel describe *when* the motion happens, which the
-    per-frame statistics alone lose: the time of the energy peak (0..1) and the share of energy in
-    each third of the window.
-    """
+def frame_features(X: np.ndarray) -> np.ndarray:
+    """X [N, C, F, T] log power -> [N, C, 4, T]: per channel and frame, from P = exp(X) over the
+    Doppler bins, the energy (as log-energy: powers span decades and the SVM's RBF distance should
+    not be ruled by the loudest frame), spectral entropy, centroid and spread (bandwidth) in bins."""
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 4:
         raise ValueError(f"expected features [N, C, F, T], got shape {X.shape}")
-    n, c, f, t = X.shape
+    f = X.shape[2]
     P = np.exp(X)
     E = P.sum(axis=2)                                                   # [N, C, T]
     p = P / np.maximum(E[:, :, None, :], 1e-30)
@@ -39,15 +33,25 @@ def handcrafted_features(X: np.ndarray) -> np.ndarray:
     entropy = -(p * np.log(np.maximum(p, 1e-30))).sum(axis=2)
     centroid = (p * bins).sum(axis=2)
     spread = np.sqrt((p * (bins - centroid[:, :, None, :]) ** 2).sum(axis=2))
-    frame = np.stack([np.log(np.maximum(E, 1e-30)), entropy, centroid, spread], axis=2)   # [N, C, 4, T]
-    stats = np.concatenate([frame.mean(-1), frame.std(-1), frame.max(-1)], axis=2)        # [N, C, 12]
+    return np.stack([np.log(np.maximum(E, 1e-30)), entropy, centroid, spread], axis=2)
 
-    peak = E.argmax(axis=-1) / max(t - 1, 1)
-    edges = np.linspace(0, t, 4).round().astype(int)
-    thirds = np.stack([E[..., a:b].sum(-1) for a, b in zip(edges[:-1], edges[1:])], axis=-1)
-    thirds = thirds / np.maximum(E.sum(-1, keepdims=True), 1e-30)
-    shape = np.concatenate([peak[..., None], thirds], axis=-1)                            # [N, C, 4]
-    return np.concatenate([stats, shape], axis=-1).reshape(n, c * FEATURES_PER_CHANNEL).astype(np.float32)
+
+def handcrafted_features(X: np.ndarray, groups: int = SVM_CHANNEL_GROUPS) -> np.ndarray:
+    """X [N, C, F, T] log power -> [N, min(groups, C) * 4 * T] float32 (paper 002 §4.4).
+
+    The ``frame_features`` keep their temporal sequence: a digit is told apart by *when* its energy
+    and Doppler centroid move, which means/stds/maxima over time throw away (such summaries scored
+    41% on the validation part of a 3,520-trial simulated set, the sequence 73%). They are averaged
+    over ``groups`` contiguous channel groups: neighbouring subcarrier groups are strongly
+    correlated (r ~0.85-0.97), so this keeps the dimension moderate (400 for the default features)
+    at no cost on validation (14 groups, i.e. none averaged, also scored 73%).
+    Order: group, feature, frame.
+    """
+    fr = frame_features(X)
+    n, c = fr.shape[:2]
+    edges = np.linspace(0, c, min(int(groups), c) + 1).round().astype(int)
+    g = np.stack([fr[:, a:b].mean(axis=1) for a, b in zip(edges[:-1], edges[1:])], axis=1)
+    return g.reshape(n, -1).astype(np.float32)
 
 
 class SvmBaseline:
