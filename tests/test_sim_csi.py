@@ -109,8 +109,10 @@ def test_impairments_show_in_the_packets(small):
 
 def test_gestures_move_the_channel_more_than_steady(tmp_path):
     # The hand path is nearly frequency-flat over 20 MHz, so a gesture shows as a common amplitude
-    # change across subcarriers; with AGC steps switched off it must stand well above steady.
-    ds = Dataset.open(synth_csi_dataset(tmp_path / "ds", overrides={**SMALL, "agc_step_rate_hz": 0.0}))
+    # change across subcarriers; with AGC steps and the resting hand's fidget (a few-cm drift that
+    # moves a steady trial's amplitude by ~20%) switched off it must stand well above steady.
+    ds = Dataset.open(synth_csi_dataset(tmp_path / "ds", overrides={**SMALL, "agc_step_rate_hz": 0.0,
+                                                                    "fidget_prob": 0.0}))
     csi = np.asarray(ds.array("csi")).astype(float)
     n = np.asarray(ds.array("n_packets"))
     fluct = {"steady": [], "gesture": []}
