@@ -13,7 +13,7 @@ from rfedge.data.dataset import Dataset
 from rfedge.dsp import Normalizer
 from rfedge.errors import RfedgeError
 from rfedge.features import FeatureConfig
-from rfedge.train import Recipe, augment, select_fold, time_warp, train, validation_split
+from rfedge.train import Recipe, augment, cap_ids, load_predictions, select_fold, time_warp, train, validation_split
 
 METRIC_KEYS = {
     "model", "accuracy", "macro_f1", "per_class", "confusion_matrix", "label_names", "parameters", "macs",
@@ -39,7 +39,7 @@ def _run(ds_dir, out, model, **kw):
 
 def _check_run(ds_dir, out, m, model_file):
     ds = Dataset.open(ds_dir)
-    for name in (model_file, "features.json", "normalizer.json", "metrics.json", "confusion.png"):
+    for name in (model_file, "features.json", "normalizer.json", "metrics.json", "confusion.png", "predictions.npz"):
         assert (out / name).is_file(), name
     assert not [p for p in out.iterdir() if p.name.startswith(".")]          # no staging left behind
     on_disk = json.loads((out / "metrics.json").read_text())
@@ -57,6 +57,15 @@ def _check_run(ds_dir, out, m, model_file):
     assert cfg.threshold is not None and list(cfg.shape) == on_disk["feature_shape"]
     Normalizer.from_dict(json.loads((out / "normalizer.json").read_text()))
     assert (out / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    p = load_predictions(out)
+    assert p["test_ids"].tolist() == sorted(test)
+    np.testing.assert_array_equal(p["y_true"], ds.labels[p["test_ids"]])
+    assert np.mean(p["y_true"] == p["y_pred"]) == on_disk["accuracy"]
+    cm_again = np.zeros_like(cm)
+    np.add.at(cm_again, (p["y_true"], p["y_pred"]), 1)
+    np.testing.assert_array_equal(cm_again, cm)
+    if "proba" in p:                                      # Keras models: the argmax is the prediction
+        np.testing.assert_array_equal(p["proba"].argmax(axis=1), p["y_pred"])
     return on_disk
 
 
@@ -93,6 +102,28 @@ def test_augment_is_seeded_and_keeps_labels_distributions():
     a0, y0 = augment(A, Y, np.random.default_rng(5), off)
     np.testing.assert_array_equal(a0, A)
     np.testing.assert_array_equal(y0, Y)
+
+
+def test_cap_ids_is_a_stratified_seeded_subset():
+    labels = np.repeat(np.arange(4), [40, 40, 20, 20])
+    ids = list(range(0, 120))
+    sub = cap_ids(ids, labels, 30, seed=0)
+    assert len(sub) == 30 and set(sub) <= set(ids) and sub == sorted(sub)
+    assert np.bincount(labels[sub], minlength=4).tolist() == [10, 10, 5, 5]
+    assert cap_ids(ids, labels, 30, seed=0) == sub and cap_ids(ids, labels, 30, seed=1) != sub
+    assert cap_ids(ids, labels, None, seed=0) == ids == cap_ids(ids, labels, 500, seed=0)
+
+
+def test_shared_feature_store_gives_the_same_run(ds_dir, tmp_path):
+    from rfedge.featcache import FeatureStore
+
+    store = FeatureStore(Dataset.open(ds_dir), stream=io.StringIO())
+    a = _run(ds_dir, tmp_path / "a", "svm", split="cross-user", fold=1)
+    b = _run(ds_dir, tmp_path / "b", "svm", split="cross-user", fold=1, features=store)
+    c = _run(ds_dir, tmp_path / "c", "svm", split="cross-user", fold=0, features=store)
+    assert store.computed == len(Dataset.open(ds_dir))   # fold 0 took every trial from fold 1's pass
+    assert {k: v for k, v in a.items() if k not in VOLATILE} == {k: v for k, v in b.items() if k not in VOLATILE}
+    assert c["fold"] == "user=0"
 
 
 def test_select_fold_by_index_and_name(ds_dir):

@@ -60,6 +60,21 @@ def cmd_bench_parse(a) -> int:
     return 0
 
 
+def cmd_bench_activity(a) -> int:
+    from rfedge.bench.activity import bench_activity, format_activity
+
+    try:
+        r = bench_activity(minutes=a.minutes, train_streams=a.train_streams, test_streams=a.test_streams,
+                           statistic=a.statistic)
+    except ValueError as e:
+        raise RfedgeError(str(e)) from None
+    if a.json:
+        _print_json(r)
+    else:
+        print(format_activity(r))
+    return 0
+
+
 # ---- synth -------------------------------------------------------------------------------------
 
 def cmd_synth_csi(a) -> int:
@@ -147,9 +162,113 @@ def cmd_evaluate(a) -> int:
     if a.protocol != "paper002":
         raise RfedgeError(f"unknown protocol {a.protocol!r}; available: paper002")
     models = tuple(a.models.split(",")) if a.models else None
-    r = evaluate_paper002(a.data, a.out, seed=a.seed, quick=a.quick, **({"models": models} if models else {}))
-    print(format_markdown(r))
-    print(f"results: {a.out}/results.md and results.json")
+    r = evaluate_paper002(a.data, a.out, seed=a.seed, quick=a.quick, jobs=a.jobs,
+                          **({"models": models} if models else {}))
+    print(format_markdown(r), end="")
+    print(f"results: {a.out}/results.md, results.json and confusion/*.png")
+    return 0
+
+
+# ---- codegen -----------------------------------------------------------------------------------
+
+def cmd_codegen(a) -> int:
+    from rfedge.codegen import codegen
+
+    r = codegen(a.run, a.out, fmt=a.format, name=a.name, stream=sys.stderr)
+    if a.json:
+        _print_json(r)
+    return 0
+
+
+def cmd_bench_codegen(a) -> int:
+    from rfedge.codegen import bench_codegen
+
+    results = [bench_codegen(run, n_vectors=a.vectors, instructions=not a.no_instructions, stream=sys.stderr)
+               for run in a.run]
+    if a.json:
+        _print_json(results[0] if len(results) == 1 else results)
+        return 0
+    for r in results:
+        hi, ti = r["host_instructions"], r["tflm_host_instructions"]
+        print(f"{r['model']} ({r['run']}): {r['vectors']} vectors, {r['mismatches']} mismatches vs TFLM; "
+              f"{r['selftest']}")
+        print(f"  RAM   {r['ram_bytes']:>9,} B  = {r['ram_ratio']:.3f} x TFLM arena {r['tflm_arena_bytes']:,} B (goal <= 0.35)")
+        print(f"  flash {r['flash_bytes']:>9,} B  = {r['flash_ratio']:.3f} x (.tflite {r['tflite_bytes']:,} B + TFLM runtime "
+              f"{r['tflm_runtime_bytes']:,} B) (goal <= 0.65); {r['flash_target']}")
+        if hi is not None and ti is not None:
+            print(f"  host instructions/inference {hi:,} vs TFLM {ti:,} ({ti / hi:.2f}x fewer)")
+        else:
+            print(f"  host instructions: {r.get('host_instructions_reason') or r.get('tflm_host_instructions_reason')}")
+    return 0 if all(r["mismatches"] == 0 for r in results) else 1
+
+
+# ---- quantize / report ------------------------------------------------------------------------
+
+def cmd_quantize(a) -> int:
+    from rfedge.quantize import QUANTIZE_JSON, quantize
+
+    r = quantize(a.run, calibration=a.calibration, stream=sys.stderr)
+    if a.json:
+        _print_json({k: v for k, v in r.items() if k != "predictions"})
+        return 0
+    print(f"{r['model']} on {r['split']} / {r['fold']}, {r['n_test']} test windows:")
+    print(f"  float (Keras)  accuracy {r['float']['accuracy']:.4f}  macro-F1 {r['float']['macro_f1']:.4f}")
+    print(f"  int8 (TFLM)    accuracy {r['int8']['accuracy']:.4f}  macro-F1 {r['int8']['macro_f1']:.4f}  "
+          f"(top-1 agreement with float {r['top1_agreement']:.4f})")
+    print(f"  {r['tflite']}: {r['tflite_bytes']:,} B, {r['n_ops']} ops, {r['calibration']['windows']} calibration windows; "
+          f"{QUANTIZE_JSON} next to it")
+    return 0
+
+
+def cmd_report(a) -> int:
+    from rfedge.report import build_report, format_summary
+
+    r = build_report(a.run, a.out, layer_windows=a.layer_windows, c_column=not a.no_c, stream=sys.stderr)
+    if a.json:
+        _print_json(r)
+    else:
+        print(format_summary(r))
+    # the generated C must give TFLM's bytes: a difference is a failure, as in `bench codegen`
+    return 0 if all(p["identical_windows"] == p["windows"] for p in r["integer_agreement"]) else 1
+
+
+# ---- validate / bench board (virtual and real boards) ------------------------------------------
+
+def cmd_validate(a) -> int:
+    from rfedge.validate import format_summary, validate
+
+    s = validate(a.board, a.run, vectors=a.vectors, out_dir=a.out, resume=not a.no_resume, e2e_trials=a.e2e_trials,
+                 timeout=a.timeout, junit=a.junit, stream=sys.stderr)
+    if a.json:
+        _print_json(s)
+    else:
+        print(format_summary(s))
+    return 0 if s["pass"] else 1
+
+
+def cmd_flash(a) -> int:
+    from rfedge.flash import flash, parse_board
+
+    board, port = parse_board(a.board)
+    r = flash(board, a.run, port, build_dir=a.build_dir, baud=a.baud, stub=a.stub, stream=sys.stderr)
+    if a.json:
+        _print_json(r)
+    elif "images" in r:
+        print(f"{r['board']} ({r['chip']}) on {r['port']}: " + ", ".join(
+            f"{i['size']:,} B at {i['offset']}" for i in r["images"]) + " written, MD5 verified, reset")
+    else:
+        print(f"{r['board']}: firmware {r['firmware']} built and launched (model {r['model_hash']})")
+    return 0
+
+
+def cmd_bench_board(a) -> int:
+    from rfedge.validate import bench_board, format_bench
+
+    r = bench_board(a.board, a.run, runs=a.runs, out_dir=a.out, windows=a.windows, stream=sys.stderr)
+    if a.json:
+        _print_json(r)
+    else:
+        print(format_bench(r))
     return 0
 
 
@@ -181,6 +300,61 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--seconds", type=float, default=1.0, help="minimum time per reader (default 1 s)")
     bp.add_argument("--json", action="store_true")
     bp.set_defaults(func=cmd_bench_parse)
+    ba = bsub.add_parser("activity", help="gesture activity detection on simulated streams: onset error, false alarms/min")
+    ba.add_argument("--minutes", type=float, default=2.0, help="length of each simulated stream (default 2)")
+    ba.add_argument("--train-streams", type=int, default=2, help="streams the threshold is fitted on (default 2)")
+    ba.add_argument("--test-streams", type=int, default=3, help="held-out streams scored (default 3)")
+    ba.add_argument("--statistic", choices=["doppler", "change"], default="doppler")
+    ba.add_argument("--json", action="store_true")
+    ba.set_defaults(func=cmd_bench_activity)
+    bc = bsub.add_parser("codegen", help="generated C vs TFLite Micro: bit-exactness, RAM, flash, instructions")
+    bc.add_argument("run", nargs="+", metavar="RUN", help="run directory (or .tflite file)")
+    bc.add_argument("--vectors", type=int, default=1000, help="input vectors compared (default 1000)")
+    bc.add_argument("--no-instructions", action="store_true", help="skip the callgrind instruction counts (slow)")
+    bc.add_argument("--json", action="store_true")
+    bc.set_defaults(func=cmd_bench_codegen)
+    bb = bsub.add_parser("board", help="instructions per inference and per MAC, DSP + inference per window, on a board")
+    bb.add_argument("run", metavar="RUN", help="run directory (or .tflite file)")
+    bb.add_argument("--board", required=True, help="host, qemu-rv32 or qemu-m4")
+    bb.add_argument("--runs", type=int, default=21, help="inferences timed on the device (default 21, at most 101)")
+    bb.add_argument("--windows", type=int, default=3, help="test windows through DSP + inference (default 3)")
+    bb.add_argument("--out", default=None, metavar="DIR", help="build and result directory (default RUN/device/BOARD)")
+    bb.add_argument("--json", action="store_true")
+    bb.set_defaults(func=cmd_bench_board)
+
+    sp = sub.add_parser("codegen", help="the run's int8 model as standalone C (or a TFLM C array)")
+    sp.add_argument("run", metavar="RUN", help="run directory (or .tflite file)")
+    sp.add_argument("--out", required=True, metavar="DIR")
+    sp.add_argument("--format", choices=["c", "tflm"], default="c",
+                    help="c: standalone C99 (default); tflm: flatbuffer C array + op resolver for TFLite Micro")
+    sp.add_argument("--name", default="model", help="file and symbol name: NAME.c, rfe_NAME_invoke (default model)")
+    sp.add_argument("--json", action="store_true", help="print the generator's report")
+    sp.set_defaults(func=cmd_codegen)
+
+    sp = sub.add_parser("validate", help="the run's firmware on a board: bit-exactness, accuracy, end to end, latency, memory")
+    sp.add_argument("run", metavar="RUN", help="run directory (or .tflite file)")
+    sp.add_argument("--board", required=True, help="host, qemu-rv32 or qemu-m4")
+    sp.add_argument("--vectors", type=int, default=1000, help="int8 vectors compared with TFLM (default 1000)")
+    sp.add_argument("--e2e-trials", type=int, default=None, metavar="N", help="test trials run end to end (default all)")
+    sp.add_argument("--out", default=None, metavar="DIR", help="build and result directory (default RUN/device/BOARD)")
+    sp.add_argument("--junit", default=None, metavar="FILE", help="also write a JUnit XML report")
+    sp.add_argument("--no-resume", action="store_true", help="start over instead of resuming an interrupted run")
+    sp.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for one answer (default 30)")
+    sp.add_argument("--json", action="store_true", help="print the summary as JSON")
+    sp.set_defaults(func=cmd_validate)
+
+    sp = sub.add_parser("flash", help="build the run's firmware and load it onto a board (esptool for ESP32s)")
+    sp.add_argument("run", metavar="RUN", help="run directory (or .tflite file)")
+    sp.add_argument("--board", required=True, metavar="B[:PORT]",
+                    help="host, qemu-rv32, qemu-m4, or esp32 / esp32s3 / esp32c3 with the serial port "
+                         "(esp32c3:/dev/ttyUSB0, esp32s3:rfc2217://host:4000)")
+    sp.add_argument("--build-dir", default=None, metavar="DIR",
+                    help="an ESP-IDF build (flasher_args.json) or PlatformIO build (.pio/build/ENV) to flash")
+    sp.add_argument("--baud", type=int, default=115200, help="serial baud rate (default 115200)")
+    sp.add_argument("--stub", action="store_true",
+                    help="use esptool's flasher stub (faster; the default ROM loader path is the tested one)")
+    sp.add_argument("--json", action="store_true", help="print the flash record as JSON")
+    sp.set_defaults(func=cmd_flash)
 
     sp = sub.add_parser("synth", help="simulate datasets")
     ssub = sp.add_subparsers(dest="what", required=True, metavar="WHAT")
@@ -228,13 +402,33 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quick", action="store_true", help="a few epochs: smoke tests")
     sp.set_defaults(func=cmd_train)
 
+    sp = sub.add_parser("quantize", help="full-int8 post-training quantization of a run's model, float vs int8 accuracy")
+    sp.add_argument("run", metavar="RUN", help="run directory written by `rfedge train` (Keras model)")
+    sp.add_argument("--calibration", type=int, default=300, metavar="N",
+                    help="representative windows from the training side of the run's fold (default 300)")
+    sp.add_argument("--json", action="store_true", help="print quantize.json (without the predictions)")
+    sp.set_defaults(func=cmd_quantize)
+
+    sp = sub.add_parser("report", help="quantization report: float vs int8 (TFLM) vs generated C")
+    sp.add_argument("run", metavar="RUN", help="quantized run directory (`rfedge quantize RUN` first)")
+    sp.add_argument("--out", default=None, metavar="DIR", help="report directory (default RUN/report)")
+    sp.add_argument("--layer-windows", type=int, default=32, metavar="N",
+                    help="test windows for the per-layer error (default 32)")
+    sp.add_argument("--no-c", action="store_true", help="skip the generated-C column")
+    sp.add_argument("--json", action="store_true", help="print report.json")
+    sp.set_defaults(func=cmd_report)
+
     sp = sub.add_parser("evaluate", help="a paper's evaluation protocol on a dataset")
     sp.add_argument("--data", required=True, metavar="DIR")
     sp.add_argument("--protocol", default="paper002", help="paper002")
     sp.add_argument("--out", required=True, metavar="RUN")
     sp.add_argument("--models", default=None, help="comma-separated subset of student,cnn,svm")
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--quick", action="store_true", help="few epochs, two cross-user folds: smoke tests")
+    sp.add_argument("--quick", action="store_true",
+                    help="smoke preset, not paper figures: 2 cross-user folds, <= 400 training and 200 test "
+                         "trials per fold, 3 epochs")
+    sp.add_argument("--jobs", type=int, default=None, metavar="N",
+                    help="runs trained at once in worker processes (default: CPUs, at most 2)")
     sp.set_defaults(func=cmd_evaluate)
 
     sp = sub.add_parser("pipeline", help="the main job, end to end on the embedded default")

@@ -4,8 +4,12 @@ Everything fitted — activity threshold, normalizer, weights, the SVM's C/gamma
 sees only the fold's training trials: a stratified validation part is carved out of them for the
 choices, and the test trials are touched once, for the final score. The run directory receives
 the model (``model.keras`` or ``svm.pkl``), ``features.json`` (the FeatureConfig with its fitted
-threshold), ``normalizer.json``, ``metrics.json`` and ``confusion.png``; ``metrics.json`` is moved
-in last, so a run directory with it is complete.
+threshold), ``normalizer.json``, ``predictions.npz`` (the test trial ids with their true and
+predicted labels, and the class probabilities of Keras models), ``metrics.json`` and
+``confusion.png``; ``metrics.json`` is moved in last, so a run directory with it is complete.
+
+Features come from a rfedge.featcache.FeatureStore: ``rfedge evaluate`` passes one store to all
+its runs, so every trial's X is computed once per evaluation, not once per fold and model.
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ import numpy as np
 from rfedge.data.dataset import Dataset
 from rfedge.dsp import Normalizer
 from rfedge.errors import RfedgeError
-from rfedge.features import FeatureConfig, dataset_features, fit_activity_threshold, trial_window, window_features
+from rfedge.featcache import FeatureStore
+from rfedge.features import FeatureConfig, trial_window, window_features
 from rfedge.fileio import atomic_write_json
 from rfedge.metrics import classification_report, save_confusion_png
 from rfedge.models import MODEL_KINDS
 
 MODEL_FILES = {"keras": "model.keras", "svm": "svm.pkl"}
+PREDICTIONS_FILE = "predictions.npz"
 QUICK_EPOCHS = 3
 QUICK_PATIENCE = 2
 VAL_FRACTION = 0.15
@@ -103,6 +109,46 @@ def validation_split(train_ids, labels, seed: int, fraction: float = VAL_FRACTIO
         val += ids[:n_val].tolist()
         fit += ids[n_val:].tolist()
     return sorted(fit), sorted(val)
+
+
+def cap_ids(ids, labels, n: int | None, seed: int) -> list[int]:
+    """At most ``n`` of ``ids``, each class keeping its share (seeded; all of them when n is None).
+
+    Trials are ranked by their position in a shuffled copy of their class divided by the class
+    size, so any prefix of the ranking is stratified."""
+    ids = sorted(int(i) for i in ids)
+    if n is None or n >= len(ids):
+        return ids
+    rng = np.random.default_rng([int(seed), 4])
+    y = np.asarray(labels)[ids]
+    rank = np.empty(len(ids))
+    for g in np.unique(y):
+        pos = np.flatnonzero(y == g)
+        rank[rng.permutation(pos)] = (np.arange(len(pos)) + rng.uniform(0, 1)) / len(pos)
+    return sorted(np.asarray(ids)[np.argsort(rank, kind="stable")[:max(int(n), 0)]].tolist())
+
+
+def configure_tf_threads(threads: int | None = None) -> None:
+    """TensorFlow's thread pools: ``threads`` intra-op (default: $RFEDGE_TF_THREADS, else the CPUs
+    this process may use), one inter-op (these small graphs have little op-level parallelism; a
+    second pool only adds CPU time). A no-op once TensorFlow's runtime has started.
+
+    Results depend slightly on the thread count (float sums in another order), so a run is
+    reproducible for a given count."""
+    import tensorflow as tf
+
+    if threads is None and os.environ.get("RFEDGE_TF_THREADS", "").strip().isdigit():
+        threads = int(os.environ["RFEDGE_TF_THREADS"])
+    if threads is None:
+        try:
+            threads = len(os.sched_getaffinity(0))
+        except AttributeError:
+            threads = os.cpu_count() or 1
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass
 
 
 def build_model(kind: str, input_shape, n_classes: int):
@@ -263,6 +309,31 @@ def measure_latency_ms(ds, ids, cfg: FeatureConfig, predict, repeats: int) -> fl
     return float(np.median(times) * 1e3)
 
 
+def save_predictions(path, test_ids, y_true, y_pred, proba=None) -> None:
+    """``predictions.npz``: test_ids, y_true, y_pred (int64 [N]) and, when given, proba [N, G]."""
+    import io
+
+    from rfedge.fileio import atomic_write_bytes
+
+    arrays = {"test_ids": np.asarray(test_ids, np.int64), "y_true": np.asarray(y_true, np.int64),
+              "y_pred": np.asarray(y_pred, np.int64)}
+    if proba is not None:
+        arrays["proba"] = np.asarray(proba, np.float32)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_predictions(run_dir) -> dict[str, np.ndarray]:
+    """The arrays of a run directory's ``predictions.npz``."""
+    f = Path(run_dir) / PREDICTIONS_FILE
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise RfedgeError(f"cannot read predictions ({e})", path=f) from None
+
+
 def _versions() -> dict:
     import sklearn
 
@@ -293,11 +364,15 @@ def _commit(stage: Path, out: Path, model_file: str) -> None:
 
 def train(data_dir, out_dir, *, model: str = "student", split: str = "in-session", fold=0, seed: int = 0,
           epochs: int | None = None, patience: int | None = None, feature_cfg=None, quick: bool = False,
-          stream=None) -> dict:
+          stream=None, features: FeatureStore | None = None, max_train: int | None = None,
+          max_test: int | None = None) -> dict:
     """Train ``model`` (student | student-tcn | cnn | svm) on one fold and write the run directory.
 
-    ``quick`` trains a few epochs and times fewer windows: for tests and smoke runs. Progress goes
-    to ``stream`` (stderr). Returns the metrics.json content.
+    ``quick`` trains a few epochs and times fewer windows: for tests and smoke runs. ``features``
+    is a FeatureStore of this dataset to take X and the activity statistics from (shared across
+    runs); ``max_train`` / ``max_test`` cap the fold's training and test sides (stratified,
+    seeded subsets; smoke runs). Progress goes to ``stream`` (stderr). Returns the metrics.json
+    content.
     """
     stream = stream or sys.stderr
     if model not in MODEL_KINDS:
@@ -314,8 +389,8 @@ def train(data_dir, out_dir, *, model: str = "student", split: str = "in-session
         raise RfedgeError(f"training needs a CSI dataset, this one is {ds.kind!r}", path=data_dir)
     fold_index, f = select_fold(ds, split, fold)
     labels = ds.labels
-    fit_ids, val_ids = validation_split(f["train"], labels, seed)
-    test_ids = sorted(int(i) for i in f["test"])
+    fit_ids, val_ids = validation_split(cap_ids(f["train"], labels, max_train, seed), labels, seed)
+    test_ids = cap_ids(f["test"], labels, max_test, seed)
     if not fit_ids or not val_ids or not test_ids:
         raise RfedgeError(f"fold {f['name']!r} of split {split!r} leaves {len(fit_ids)} training, "
                           f"{len(val_ids)} validation and {len(test_ids)} test trials; each must be > 0")
@@ -326,17 +401,21 @@ def train(data_dir, out_dir, *, model: str = "student", split: str = "in-session
         cfg = FeatureConfig.from_dict(feature_cfg)
     else:
         cfg = dataclasses.replace(feature_cfg) if feature_cfg is not None else FeatureConfig()
+    if features is not None and features.ds.manifest.get("data_sha256") != ds.manifest.get("data_sha256"):
+        raise RfedgeError("the feature store given to train belongs to another dataset", path=data_dir)
+    store = features if features is not None else FeatureStore(ds, stream=stream)
     if cfg.threshold is None:
-        cfg.threshold = fit_activity_threshold(ds, fit_ids, cfg)
-    X_fit = dataset_features(ds, fit_ids, cfg, desc="features (train)")
-    X_val = dataset_features(ds, val_ids, cfg, desc="features (validation)")
-    X_test = dataset_features(ds, test_ids, cfg, desc="features (test)")
+        cfg.threshold = store.threshold(fit_ids, cfg)
+    X_fit = store.features(fit_ids, cfg, desc="features (train)")
+    X_val = store.features(val_ids, cfg, desc="features (validation)")
+    X_test = store.features(test_ids, cfg, desc="features (test)")
     y_fit, y_val, y_test = labels[fit_ids], labels[val_ids], labels[test_ids]
     normalizer = Normalizer.fit(X_fit)
     n_classes = len(ds.label_names)
     np.random.seed(seed)
 
     extra: dict = {}
+    proba = None
     t_fit = time.monotonic()
     if model == "svm":
         from rfedge.models.baselines import SvmBaseline
@@ -354,9 +433,11 @@ def train(data_dir, out_dir, *, model: str = "student", split: str = "in-session
         from rfedge.models.macs import count_macs
         from rfedge.models.student import to_model_input
 
+        configure_tf_threads()
         net, extra = _fit_keras(model, normalizer(X_fit), y_fit, normalizer(X_val), y_val, n_classes,
                                 seed=seed, epochs=epochs, patience=patience, stream=stream)
-        y_pred = net.predict(to_model_input(normalizer(X_test)), batch_size=256, verbose=0).argmax(axis=1)
+        proba = net.predict(to_model_input(normalizer(X_test)), batch_size=256, verbose=0).astype(np.float32)
+        y_pred = proba.argmax(axis=1)
         n_params, macs = int(net.count_params()), count_macs(net)["total"]
         extra["model_input"] = "normalizer(features [C, F, T]) transposed to [T, F, C] (to_model_input)"
         predict = _keras_predictor(net, normalizer)
@@ -382,6 +463,9 @@ def train(data_dir, out_dir, *, model: str = "student", split: str = "in-session
         "n_val": len(val_ids),
         "n_test": len(test_ids),
         "val_fraction": VAL_FRACTION,
+        "max_train": max_train,
+        "max_test": max_test,
+        "predictions_file": PREDICTIONS_FILE,
         "feature_shape": list(cfg.shape),
         "epochs": epochs,
         "patience": patience,
@@ -405,6 +489,7 @@ def train(data_dir, out_dir, *, model: str = "student", split: str = "in-session
                 net.save(stage / model_file)
         atomic_write_json(stage / "features.json", cfg.to_dict())
         atomic_write_json(stage / "normalizer.json", normalizer.to_dict())
+        save_predictions(stage / PREDICTIONS_FILE, test_ids, y_test, y_pred, proba)
         save_confusion_png(report["confusion_matrix"], ds.label_names, stage / "confusion.png",
                            title=f"{model} — {split} / {f['name']}: acc {report['accuracy']:.3f}, "
                                  f"macro-F1 {report['macro_f1']:.3f}")
