@@ -73,8 +73,13 @@ class Recipe:
     mixup: float = 0.2             # Beta(a, a) mixing weight; 0 turns mixup off
 
 
-RECIPES = {"student": Recipe(learning_rate=2e-3), "student-tcn": Recipe(learning_rate=2e-3),
-           "cnn": Recipe(learning_rate=2e-3, batch_size=64)}
+# Per model, measured on the calibrated default set (docs/calibration.md, in-session): batch 64
+# at lr 3e-3 trains the GRU student in ~2/3 of the time of batch 32 at the same accuracy (0.897 vs
+# 0.899); the heavy CNN gains nothing from 60 epochs over 30 (0.809 vs 0.805 on the first-guess
+# set). These choices keep a full `rfedge evaluate` within its 20-minute budget on 2 cores.
+RECIPES = {"student": Recipe(learning_rate=3e-3, batch_size=64),
+           "student-tcn": Recipe(learning_rate=3e-3, batch_size=64),
+           "cnn": Recipe(learning_rate=2e-3, batch_size=64, epochs=30)}
 DEFAULT_EPOCHS = RECIPES["student"].epochs
 DEFAULT_PATIENCE = RECIPES["student"].patience
 
