@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from rfedge import activity
-from rfedge.features import FeatureConfig, features_from_logamp, trial_window, uniform_logamp
+from rfedge.features import FeatureConfig, features_from_logamp, threshold_from_scores, trial_window, uniform_logamp
 from rfedge.fileio import atomic_write_bytes
 from rfedge.progress import Progress
 
@@ -225,20 +225,6 @@ class FeatureStore:
     def threshold(self, ids, cfg: FeatureConfig) -> float:
         """The activity threshold of ``rfedge.features.fit_activity_threshold`` on trials ``ids``."""
         return threshold_from_scores(self.ds.trials, ids, self.scores(ids, cfg, "features (train)"), cfg.rate_hz)
-
-
-def threshold_from_scores(trials, ids, scores, rate_hz: float) -> float:
-    """``fit_activity_threshold`` from precomputed per-trial statistics (same rule, same result):
-    fitted on onset/duration truth where every trial has it, else 3x the median statistic."""
-    truth = []
-    for i, s in zip(ids, scores):
-        t = trials[int(i)]
-        if "onset_s" in t and "gesture_s" in t:
-            tt = np.arange(len(s)) / rate_hz
-            truth.append((tt >= t["onset_s"]) & (tt < t["onset_s"] + t["gesture_s"]))
-    if len(truth) == len(scores) and any(a.any() for a in truth) and not all(a.all() for a in truth):
-        return activity.fit_threshold(list(scores), truth)
-    return float(3 * np.median(np.concatenate(scores)))
 
 
 def _can_fork() -> bool:

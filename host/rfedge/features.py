@@ -113,17 +113,21 @@ def fit_activity_threshold(ds, ids, cfg: FeatureConfig) -> float:
     Without that metadata (imported recordings) the threshold is 3x the median statistic: the
     noise floor seen by a static channel, which most samples of a gesture window still are.
     """
-    scores, truth = [], []
-    for i in ids:
-        la = uniform_logamp(*trial_window(ds, i, cfg.receiver), cfg.rate_hz)
-        s = activity.activity_score(la, cfg.rate_hz)
-        t = ds.trials[i]
-        scores.append(s)
+    scores = [activity.activity_score(uniform_logamp(*trial_window(ds, i, cfg.receiver), cfg.rate_hz), cfg.rate_hz)
+              for i in ids]
+    return threshold_from_scores(ds.trials, ids, scores, cfg.rate_hz)
+
+
+def threshold_from_scores(trials, ids, scores, rate_hz: float) -> float:
+    """The rule of ``fit_activity_threshold`` on precomputed per-trial statistics ``scores``."""
+    truth = []
+    for i, s in zip(ids, scores):
+        t = trials[int(i)]
         if "onset_s" in t and "gesture_s" in t:
-            tt = np.arange(len(s)) / cfg.rate_hz
+            tt = np.arange(len(s)) / rate_hz
             truth.append((tt >= t["onset_s"]) & (tt < t["onset_s"] + t["gesture_s"]))
     if len(truth) == len(scores) and any(a.any() for a in truth) and not all(a.all() for a in truth):
-        return activity.fit_threshold(scores, truth)
+        return activity.fit_threshold(list(scores), truth)
     return float(3 * np.median(np.concatenate(scores)))
 
 
