@@ -172,13 +172,9 @@ def test_student_converts_to_full_int8(variant):
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     assert inp["dtype"] == np.int8 and out["dtype"] == np.int8
     assert list(inp["shape"]) == [1] + list(Xm.shape[1:])
-    # Known flake (seen once in a fresh clone, not reproduced locally): the unrolled GRU sometimes
-    # keeps a tiny float section (a dequantize/quantize pair). Tolerated here up to 1% of tensors
-    # and printed; the codegen issue must make it exact.
+    # Exactly integer: to_int8_tflite refuses float islands, and the interpreter must agree.
     floats = [t["name"] for t in it.get_tensor_details() if t["dtype"] not in (np.int8, np.int32)]
-    if floats:
-        print(f"non-integer tensors: {floats}")
-    assert len(floats) <= 0.01 * len(it.get_tensor_details())
+    assert not floats, floats
 
     Xt = Xm[100:160]
     agree = (run_tflite(b, Xt).argmax(1) == m.predict(Xt, verbose=0).argmax(1)).mean()
