@@ -277,7 +277,9 @@ def cmd_bench_board(a) -> int:
 def cmd_pipeline(a) -> int:
     from rfedge.pipeline import run_pipeline
 
-    run_pipeline(a.out, preset=a.preset, seed=a.seed)
+    boards = [b.strip() for b in a.boards.split(",") if b.strip()] if a.boards else None
+    s = run_pipeline(a.out, preset=a.preset, seed=a.seed, boards=boards, vectors=a.vectors, quick=a.quick)
+    print(f"pipeline: done in {s['seconds']:.0f} s; report at {s['report']}")
     return 0
 
 
@@ -435,6 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default="runs/pipeline")
     sp.add_argument("--preset", default="esp32-digits")
     sp.add_argument("--seed", type=int, default=None)
+    sp.add_argument("--boards", default=None, metavar="B,B",
+                    help="virtual boards to validate on (default: host, plus qemu-rv32 when installed)")
+    sp.add_argument("--vectors", type=int, default=1000, help="bit-exactness vectors per board (default 1000)")
+    sp.add_argument("--quick", action="store_true", help="smoke run: a few epochs, 100 vectors")
     sp.set_defaults(func=cmd_pipeline)
     return p
 

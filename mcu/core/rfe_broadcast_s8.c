@@ -20,3 +20,17 @@ void rfe_broadcast_s8(const rfe_bcast_t *bc, int32_t n, const int8_t *a, const i
                     *out++ = f(params, a[ia + l * bc->a_stride[3]], b[ib + l * bc->b_stride[3]]);
             }
 }
+
+void rfe_broadcast_rows_s8(const rfe_bcast_t *bc, const int8_t *a, const int8_t *b, int8_t *out, rfe_row_fn row,
+                           const void *ctx)
+{
+    int32_t i, j, k;
+    for (i = 0; i < bc->dims[0]; ++i)
+        for (j = 0; j < bc->dims[1]; ++j)
+            for (k = 0; k < bc->dims[2]; ++k) {
+                row(ctx, a + i * bc->a_stride[0] + j * bc->a_stride[1] + k * bc->a_stride[2],
+                    b + i * bc->b_stride[0] + j * bc->b_stride[1] + k * bc->b_stride[2],
+                    bc->a_stride[3], bc->b_stride[3], bc->dims[3], out);
+                out += bc->dims[3];
+            }
+}

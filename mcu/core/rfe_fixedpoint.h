@@ -23,22 +23,21 @@
 static inline int32_t rfe_wrap_add(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
 static inline int32_t rfe_wrap_sub(int32_t a, int32_t b) { return (int32_t)((uint32_t)a - (uint32_t)b); }
 
-/* round(a * b / 2^31), ties away from zero; the single overflow case (-1 * -1) saturates. */
+/* round(a * b / 2^31) as TFLite's SaturatingRoundingDoublingHighMul: (ab + nudge) / 2^31 truncated,
+ * nudge = 2^30 for ab >= 0 and 1 - 2^30 below; the single overflow case (-1 * -1) saturates.
+ * For ab < 0 the truncating division is the ceiling: ceil((ab + 1 - 2^30) / 2^31) =
+ * floor((ab + 1 - 2^30 + 2^31 - 1) / 2^31) = floor((ab + 2^30) / 2^31), the same expression as for
+ * ab >= 0, so one add and one arithmetic shift do it (no branch, no 64-bit negation on rv32). */
 static inline int32_t rfe_srdhm(int32_t a, int32_t b)
 {
-    int64_t ab, nudged;
     if (a == RFE_INT32_MIN && b == RFE_INT32_MIN) return RFE_INT32_MAX;
-    ab = (int64_t)a * (int64_t)b;
-    nudged = ab + (ab >= 0 ? (int64_t)(1 << 30) : (int64_t)(1 - (1 << 30)));
-    /* division truncating toward zero, written with shifts (no 64-bit divide on rv32) */
-    if (nudged >= 0) return (int32_t)(nudged >> 31);
-    return (int32_t)(-((-nudged) >> 31));
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
 /* x / 2^exponent rounded to nearest, ties away from zero (0 <= exponent <= 31). */
 static inline int32_t rfe_rdbpot(int32_t x, int exponent)
 {
-    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    const int32_t mask = (int32_t)((1u << exponent) - 1u);
     const int32_t remainder = x & mask;
     const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
     return (x >> exponent) + (remainder > threshold ? 1 : 0);

@@ -85,6 +85,12 @@ typedef struct {
 typedef int8_t (*rfe_binary_fn)(const void *params, int8_t a, int8_t b);
 void rfe_broadcast_s8(const rfe_bcast_t *bc, int32_t n, const int8_t *a, const int8_t *b, int8_t *out,
                       rfe_binary_fn f, const void *params);
+/* The same iteration with one call per innermost row (len elements, input strides sa and sb),
+ * for kernels whose per-element work is inlined in their row function. */
+typedef void (*rfe_row_fn)(const void *ctx, const int8_t *a, const int8_t *b, int32_t sa, int32_t sb, int32_t len,
+                           int8_t *out);
+void rfe_broadcast_rows_s8(const rfe_bcast_t *bc, const int8_t *a, const int8_t *b, int8_t *out, rfe_row_fn row,
+                           const void *ctx);
 
 typedef struct {
     int32_t in1_offset, in2_offset, output_offset;
