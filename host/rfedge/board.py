@@ -287,6 +287,19 @@ class Device:
         self.close()
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: a virtual board is killed with the process that started it, so an
+    interrupted validation (Ctrl-C, a killed CI job) leaves no QEMU running (Linux prctl; elsewhere
+    the context manager's cleanup is all there is)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -310,7 +323,7 @@ def open_board(board: str | BoardSpec, firmware, *, timeout: float = 10.0, retri
         tty.setraw(slave)
         tty.setraw(master)
         proc = subprocess.Popen([str(elf)], stdin=slave, stdout=slave, stderr=log or subprocess.DEVNULL,
-                                close_fds=True)
+                                close_fds=True, preexec_fn=_die_with_parent)
         os.close(slave)
         dev = Device(PtyTransport(master), timeout=timeout, retries=retries, process=proc, spec=spec, log=log)
     else:
@@ -321,7 +334,8 @@ def open_board(board: str | BoardSpec, firmware, *, timeout: float = 10.0, retri
         port = _free_port()
         args = [a.format(port=port, elf=elf) for a in spec.run["args"]]
         proc = subprocess.Popen([spec.run["program"], *args], stdin=subprocess.DEVNULL,
-                                stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT if log else subprocess.DEVNULL)
+                                stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
+                                preexec_fn=_die_with_parent)
         deadline = time.monotonic() + connect_timeout
         transport = None
         while transport is None:
