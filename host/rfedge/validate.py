@@ -146,7 +146,7 @@ def _e2e_trials(rm):
 
 
 def validate(board: str, run, *, vectors: int = 1000, out_dir=None, resume: bool = True, e2e_trials: int | None = None,
-             timeout: float = 30.0, stream=sys.stderr, junit=None) -> dict:
+             timeout: float = 30.0, stream=sys.stderr, junit=None, test_windows: int | None = None) -> dict:
     from rfedge.board import open_board
     from rfedge.boards import load_board
     from rfedge.codegen import test_vectors
@@ -160,6 +160,8 @@ def validate(board: str, run, *, vectors: int = 1000, out_dir=None, resume: bool
     g = load_graph(tfl)
     x = g.t(g.inputs[0])
     test_X = rm.test_inputs()
+    if test_X is not None and test_windows is not None:
+        test_X = test_X[:max(int(test_windows), 1)]   # a sample of the test split (e.g. on slow emulated boards)
     # every test window, the extreme patterns and some structured variants are always included
     # (rfedge.codegen.test_vectors needs room for them), so a small --vectors means at least that many
     n_min = (0 if test_X is None else len(test_X)) + 100
@@ -206,10 +208,13 @@ def validate(board: str, run, *, vectors: int = 1000, out_dir=None, resume: bool
                 summary["latency"]["macs"] = macs
                 summary["latency"]["instructions_per_mac"] = summary["latency"]["median"] / macs
             labels = test_labels(rm)
+            if labels is not None and test_windows is not None:
+                labels = labels[:n_test]
             if n_test and labels is not None and len(labels) == n_test:
                 dev_acc = float((outs[:n_test].argmax(1) == labels).mean())
                 ref_acc = float((ref[:n_test].argmax(1) == labels).mean())
-                summary["accuracy"] = {"test_trials": n_test, "device": dev_acc, "int8_reference": ref_acc,
+                summary["accuracy"] = {"test_trials": n_test, "sample": test_windows is not None,
+                                       "device": dev_acc, "int8_reference": ref_acc,
                                        "equal": dev_acc == ref_acc,
                                        "same_predictions": int((outs[:n_test].argmax(1) == ref[:n_test].argmax(1)).sum())}
             else:
