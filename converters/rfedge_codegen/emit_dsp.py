@@ -15,6 +15,7 @@ the stream-mode activity detector (rfedge.activity.StreamConfig, "doppler" stati
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 import os
 import tempfile
 from pathlib import Path
@@ -43,6 +44,23 @@ def _array(ctype: str, name: str, vals, fmt) -> str:
 def _basis(win_len: int, bins: np.ndarray) -> np.ndarray:
     # exactly rfedge.dsp.stft_bins' basis
     return np.exp(-2j * np.pi * np.outer(np.arange(win_len), bins) / win_len)
+
+
+def logamp_table() -> np.ndarray:
+    """log(max(|h|, 0.5)) in float64 of every int8 CSI value, as rfedge.features.uniform_logamp computes
+    it (numpy's complex64 abs, then np.log), indexed by m * (m + 1) / 2 + n with m = max(|re|, |im|)
+    (0..128) and n = min(|re|, |im|): the device looks the log-amplitude up instead of computing it."""
+    m = np.concatenate([np.full(k + 1, k) for k in range(129)]).astype(np.float32)
+    n = np.concatenate([np.arange(k + 1) for k in range(129)]).astype(np.float32)
+    # every sign / order of (re, im) with these magnitudes, to be sure abs does not depend on them
+    vals = []
+    for re, im in ((m, n), (n, m), (-m, n), (n, -m)):
+        vals.append(np.abs((re + 1j * im).astype(np.complex64)))
+    a = vals[0]
+    for v in vals[1:]:
+        if not np.array_equal(v, a):
+            raise RfedgeError("numpy's complex64 abs depends on the sign or order of re / im")
+    return np.log(np.maximum(a.astype(np.float64), 0.5))
 
 
 def stream_bins(win_len: int, rate_hz: float, carrier_hz: float, v_max: float, min_hz: float):
@@ -147,7 +165,13 @@ def emit_dsp_config(features: dict, normalizer: dict, input_scale: float, input_
     m.append(_array("double", "rfe_act_hann", sw, _f64))
     m.append(_array("double", "rfe_act_basis_re", SB.real.reshape(-1), _f64))
     m.append(_array("double", "rfe_act_basis_im", SB.imag.reshape(-1), _f64))
-    m.append("#endif /* RFE_DSP_DEFINE_TABLES */\n\n#endif /* RFE_DSP_CONFIG_H */\n")
+    m.append("#endif /* RFE_DSP_DEFINE_TABLES */\n\n")
+    lt = logamp_table()
+    m.append("#ifdef RFE_DSP_DEFINE_LOGAMP_TABLE\n/* log(max(|h|, 0.5)) of int8 CSI values (float64 as numpy computes it) in Q58 fixed point:\n"
+             " * index m (m + 1) / 2 + n, m = max(|re|, |im|), n = min(|re|, |im|) */\n")
+    q58 = [int(round(Fraction(float(v)) * 2 ** 58)) for v in lt]
+    m.append(_array("int64_t", "rfe_dsp_logamp_q58", q58, lambda v: f"INT64_C({v})"))
+    m.append("#endif /* RFE_DSP_DEFINE_LOGAMP_TABLE */\n\n#endif /* RFE_DSP_CONFIG_H */\n")
     return "".join(m)
 
 

@@ -24,6 +24,12 @@
  * window and DFT basis, normalizer, input quantization, stream detector settings) are emitted by
  * rfedge_codegen.emit_dsp into dsp_config.h.
  *
+ * Cost (the reference's steps, cheaper arithmetic; each change at most a last-bit rounding of the
+ * float64 reference, see rfe_dsp.c): log-amplitudes from a generated table of all int8 values
+ * (Q58), the AGC medians by integer selection, group means taken on the packets before the
+ * (linear) interpolation / normalization / mean removal, the STFT in 64-bit fixed point using the
+ * basis' symmetries, and log(power + eps) in fixed point.
+ *
  * Arithmetic: RFE_DSP_REAL is double unless RFE_DSP_SINGLE_PRECISION is defined.  Double gives
  * the int8 tensor of the Python reference exactly in practice (tests/test_device_dsp.py measures
  * it); on ESP32/ESP32-S3 (single-precision FPU) and ESP32-C3 (no FPU) double is soft-float and
@@ -93,7 +99,14 @@ typedef struct {
     rfe_real tmp[RFE_DSP_MAX_PACKETS > RFE_DSP_MAX_SUBCARRIERS ? RFE_DSP_MAX_PACKETS : RFE_DSP_MAX_SUBCARRIERS];
     rfe_real lk[RFE_DSP_MAX_PACKETS];            /* one subcarrier's corrected log-amplitude */
     rfe_real col[RFE_DSP_MAX_SAMPLES];           /* the same on the uniform grid */
-    rfe_real xk[RFE_DSP_N_SAMPLES][RFE_DSP_MAX_GROUP]; /* time-normalized members of one group */
+    double tw[RFE_DSP_MAX_PACKETS];              /* packet times of the window (absolute us) */
+    rfe_real dt[RFE_DSP_MAX_PACKETS];            /* their differences t[j + 1] - t[j] */
+    int16_t gj[RFE_DSP_MAX_SAMPLES];             /* uniform grid: packet interval (-1 past the end) */
+    uint8_t gat[RFE_DSP_MAX_SAMPLES];            /* uniform grid: 1 when exactly at packet gj */
+    rfe_real gdx[RFE_DSP_MAX_SAMPLES];           /* uniform grid: fraction of interval gj */
+    int16_t nj[RFE_DSP_N_SAMPLES];               /* time normalization: sample index (-1: the last) */
+    uint8_t nat[RFE_DSP_N_SAMPLES];              /* time normalization: 1 when exactly at sample nj */
+    rfe_real nfr[RFE_DSP_N_SAMPLES];             /* time normalization: fraction past sample nj */
     rfe_real grouped[RFE_DSP_N_SAMPLES][RFE_DSP_GROUPS];
     float feat[RFE_DSP_GROUPS][RFE_DSP_N_BINS][RFE_DSP_N_FRAMES];
 } rfe_dsp_state;
