@@ -75,6 +75,23 @@ def classification_report(y_true, y_pred, label_names: list[str]) -> dict:
     }
 
 
+def write_figure_png(fig, path, dpi: int = 110) -> None:
+    """Lay out, render and close a matplotlib figure, then write the PNG atomically."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from rfedge.fileio import atomic_write_bytes
+
+    try:
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def save_confusion_png(cm, labels: list[str], path, title: str = "") -> None:
     """Confusion matrix as a PNG: row-normalized colours, raw counts printed in the cells.
 
@@ -84,11 +101,7 @@ def save_confusion_png(cm, labels: list[str], path, title: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    import io
-
     import matplotlib.pyplot as plt
-
-    from rfedge.fileio import atomic_write_bytes
 
     cm = np.asarray(cm, dtype=np.int64)
     g = len(labels)
@@ -109,9 +122,7 @@ def save_confusion_png(cm, labels: list[str], path, title: str = "") -> None:
                 if cm[i, j]:
                     ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
                             color="white" if rows[i, j] > 0.5 else "black")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-    finally:
+    except BaseException:
         plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+        raise
+    write_figure_png(fig, path)

@@ -377,7 +377,7 @@ def save_layer_png(layers: list[dict], path, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rfedge.fileio import atomic_write_bytes
+    from rfedge.metrics import write_figure_png
 
     rows = [r for r in layers if "l2r" in r]
     fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(rows) + 1.6))
@@ -393,12 +393,10 @@ def save_layer_png(layers: list[dict], path, title: str = "") -> None:
         ax.set_xlim(min(vals) / 2, max(vals) * 8)
         if title:
             ax.set_title(title, fontsize=9)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-    finally:
+    except BaseException:
         plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+        raise
+    write_figure_png(fig, path)
 
 
 # ---- rendering ---------------------------------------------------------------------------------
