@@ -186,8 +186,12 @@ def build_for_run(board: str, run, out_dir, *, stream=None, **kw) -> Firmware:
     gen = out_dir / "gen"
     run = Path(run)
     src = run if run.is_file() else next((run / n for n in ("student_int8.tflite", "model.keras") if (run / n).exists()), None)
-    fresh = (gen / "model.h").is_file() and (gen / "model.json").is_file() and (
-        src is None or (gen / "model.h").stat().st_mtime >= src.stat().st_mtime)
+    # Stale when the model or the generator (its Python sources and templates) changed since.
+    import rfedge_codegen
+
+    gen_src = [p for p in Path(rfedge_codegen.__file__).parent.rglob("*") if p.is_file()]
+    newest = max([p.stat().st_mtime for p in gen_src] + ([src.stat().st_mtime] if src is not None else []))
+    fresh = (gen / "model.h").is_file() and (gen / "model.json").is_file() and (gen / "model.h").stat().st_mtime >= newest
     if not fresh:
         codegen(run, gen, stream=stream)
         if run.is_dir() and (run / "features.json").is_file() and (run / "normalizer.json").is_file():
