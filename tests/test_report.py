@@ -163,3 +163,49 @@ def test_report_errors(reported, tmp_path, capsys):
         from rfedge.report import build_report
 
         build_report(tmp_path / "missing")
+
+
+def test_device_column_from_validate(reported, tmp_path):
+    """`rfedge validate` on the host board leaves the test trials' raw outputs; the report turns
+    them into a device column matched by trial id, equal byte for byte to TFLM's, and refuses a
+    board that ran another model."""
+    from test_kernels import require_cc
+
+    from rfedge.report import build_report
+    from rfedge.validate import TEST_OUTPUTS, validate
+
+    require_cc()
+    q = reported[0]
+    run = tmp_path / "run"
+    run.mkdir()
+    for f in RUN_FILES + ("student_int8.tflite",):
+        shutil.copy2(q["run"] / f, run / f)
+    s = validate("host", run, vectors=200, e2e_trials=0, test_windows=10, stream=None)
+    assert s["pass"] and s["accuracy"]["test_trials"] == 10
+    rep = build_report(run, tmp_path / "rep", layer_windows=2, stream=None)
+    dev = rep["columns"][3]
+    assert dev["name"] == "device_host" and dev["available"] and dev["n"] == 10
+    assert "10 of 22 test windows" in dev["runtime"]
+    z = np.load(tmp_path / "rep" / "outputs.npz")
+    ids = z["device_host_test_ids"].tolist()
+    pos = [z["test_ids"].tolist().index(i) for i in ids]
+    assert ids == sorted(ids) and len(set(ids)) == 10
+    assert np.array_equal(z["device_host"], z["int8_tflm"][pos])
+    assert dev["y_pred"] == z["int8_tflm"][pos].argmax(1).tolist()
+    assert dev["accuracy"] == pytest.approx((z["int8_tflm"][pos].argmax(1) == z["y_true"][pos]).mean())
+    pair = rep["integer_agreement"][-1]
+    assert pair["b"] == "device_host" and pair["identical_windows"] == pair["windows"] == 10
+    assert "device (host)" in (tmp_path / "rep" / "report.md").read_text()
+    # the board ran another model: listed, with the reason, and no numbers
+    npz = run / "device" / "host" / TEST_OUTPUTS
+    with np.load(npz) as d:
+        arrays = {k: d[k] for k in d.files}
+    arrays["model_hash"] = np.array("0" * 16)
+    np.savez(npz, **arrays)
+    rep = build_report(run, tmp_path / "rep2", layer_windows=2, stream=None)
+    dev = rep["columns"][3]
+    assert not dev["available"] and "validated model 0000000000000000" in dev["reason"]
+    assert "device_host" not in np.load(tmp_path / "rep2" / "outputs.npz").files
+    npz.write_bytes(b"PK\x03\x04garbage")
+    rep = build_report(run, tmp_path / "rep3", layer_windows=2, stream=None)
+    assert not rep["columns"][3]["available"] and "unreadable" in rep["columns"][3]["reason"]

@@ -49,6 +49,7 @@ class RunModel:
         self.normalizer = None
         self.feature_cfg = None
         self._test_X = None
+        self.test_ids: list[int] | None = None    # trial ids of test_inputs(), in their order
         if not self.path.exists():
             raise RfedgeError("no such run directory or .tflite file", path=self.path)
         if self.path.is_file():
@@ -90,6 +91,8 @@ class RunModel:
 
         ds, fold = self._dataset_fold()
         ids = sorted(int(i) for i in fold[which])
+        if which == "test":
+            self.test_ids = ids
         _progress(self.stream, f"features of {len(ids)} {which} trials")
         X = dataset_features(ds, ids, self.feature_cfg, desc=f"features ({which})")
         return to_model_input(self.normalizer(X))

@@ -8,8 +8,12 @@ Columns, each a named source scoring the run's test trials:
 - ``c``: the same model as standalone C (rfedge_codegen), compiled with the host's C compiler and
   run on the same int8 inputs (skipped, with the reason, when there is no compiler).
 
-The HIL issue adds a ``device`` column of the same shape, so ``report.json`` keeps the columns as
-a list of named sources. For each: accuracy, macro-F1, per-class figures, the confusion matrix
+- ``device_<board>``: one per board the run was validated on (``rfedge validate`` leaves the raw
+  outputs of the test trials it ran in ``RUN/device/<board>/test_outputs.npz``): every test window,
+  or the sample an emulated board was given, matched by trial id; a board that ran another model
+  is listed as unavailable with the reason.
+
+``report.json`` keeps the columns as a list of named sources. For each: accuracy, macro-F1, per-class figures, the confusion matrix
 (PNG) and its predictions; for each non-float column, the agreement metrics STM32Cube.AI's
 validation reports between its outputs and the float outputs (RMSE, MAE, L2r, MEAN, STD, NSE,
 COS; ``AGREEMENT_DEFINITIONS``); for pairs of integer columns, how many outputs are identical.
@@ -28,9 +32,11 @@ import datetime
 import hashlib
 import html
 import io
+import json
 import re
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -246,6 +252,48 @@ def _c_outputs(tfl: bytes, Xq: np.ndarray, out_size: int, stream) -> tuple[np.nd
     return y, f"rfedge_codegen C ({rep['kernel_calls']} kernel calls), {cc} {' '.join(build.C_FLAGS)}, host"
 
 
+def device_columns(run_path: Path, tfl: bytes, test_ids) -> list[dict]:
+    """One column per board the run was validated on (``rfedge validate``: RUN/device/<board>/
+    test_outputs.npz): the device's raw outputs for the report's test trials it ran — all of them,
+    or the sample an emulated board was given — matched by trial id. A board that ran another
+    model (a re-quantized run) gives an unavailable column with the reason, never stale numbers."""
+    from rfedge.validate import TEST_OUTPUTS
+
+    cols = []
+    want = hashlib.sha256(tfl).hexdigest()[:16]
+    pos = {int(t): k for k, t in enumerate(test_ids)}
+    for f in sorted((Path(run_path) / "device").glob(f"*/{TEST_OUTPUTS}")):
+        board = f.parent.name
+        d = {"name": f"device_{board}", "title": f"device ({board})", "outputs": None}
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                ids, out, mhash = z["test_ids"], z["outputs"], str(z["model_hash"])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+            cols.append({**d, "reason": f"unreadable {f}: {e}"})
+            continue
+        if mhash != want:
+            cols.append({**d, "reason": f"validated model {mhash}, the run's model is {want}: run `rfedge validate` again"})
+            continue
+        keep = [(pos[int(t)], k) for k, t in enumerate(ids) if int(t) in pos]
+        if not keep:
+            cols.append({**d, "reason": f"none of the {len(ids)} trials the board ran is a test trial of this report"})
+            continue
+        keep.sort()
+        vj = {}
+        vpath = f.parent / "validate.json"
+        if vpath.is_file():
+            try:
+                vj = json.loads(vpath.read_text())
+            except ValueError:
+                vj = {}
+        dev = vj.get("device") or {}
+        what = f"{board} firmware {dev.get('firmware', '')}".strip()
+        sample = f"{len(keep)} of {len(test_ids)} test windows" if len(keep) < len(test_ids) else "all test windows"
+        cols.append({**d, "outputs": out[[k for _, k in keep]], "index": np.array([p for p, _ in keep]),
+                     "runtime": f"{what} via rfedge validate ({sample}); outputs read back over the serial protocol"})
+    return cols
+
+
 def build_report(run_dir, out_dir=None, *, layer_windows: int = DEFAULT_LAYER_WINDOWS, c_column: bool = True,
                  stream=None) -> dict:
     """Compute the report for a quantized run and write it to ``out_dir`` (default RUN/report);
@@ -296,6 +344,21 @@ def build_report(run_dir, out_dir=None, *, layer_windows: int = DEFAULT_LAYER_WI
         outputs["c"] = q_c
         columns.append(_column("c", y_true, q_c, names, float_outputs=f_out, scale=s, zero_point=z, runtime=how))
         integer_pairs.append({"a": "int8_tflm", "b": "c", **integer_agreement(q_tflm, q_c)})
+
+    for d in device_columns(run.path, tfl, test_ids):
+        if d["outputs"] is None:
+            columns.append({"name": d["name"], "title": d["title"], "available": False, "reason": d["reason"]})
+            say(stream, "report", f"{d['title']}: {d['reason']}")
+            continue
+        idx = d["index"]
+        outputs[d["name"]] = d["outputs"]
+        outputs[d["name"] + "_test_ids"] = np.asarray(test_ids, np.int64)[idx]
+        col = _column(d["name"], y_true[idx], d["outputs"], names, float_outputs=f_out[idx], scale=s, zero_point=z,
+                      runtime=d["runtime"])
+        col["title"] = d["title"]
+        columns.append(col)
+        integer_pairs.append({"a": "int8_tflm", "b": d["name"], "b_title": d["title"],
+                              **integer_agreement(q_tflm[idx], d["outputs"])})
 
     n_layer = min(int(layer_windows), len(X))
     say(stream, "report", f"per-layer error on {n_layer} test windows")
@@ -424,7 +487,7 @@ def _tables(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     rows = [[c["title"]] + [_f(c["vs_float"].get(k)) for k in keys] for c in cols if c.get("vs_float")]
     t.append(("Agreement with the float outputs", ["column"] + [k.upper() if k != "top1_agreement" else "top-1 agree"
                                                                 for k in keys], rows))
-    rows = [[f"{COLUMN_TITLES.get(p['a'], p['a'])} vs {COLUMN_TITLES.get(p['b'], p['b'])}",
+    rows = [[f"{COLUMN_TITLES.get(p['a'], p['a'])} vs {p.get('b_title') or COLUMN_TITLES.get(p['b'], p['b'])}",
              f"{p['identical_windows']}/{p['windows']} ({100 * p['identical_fraction']:.1f}%)",
              str(p["differing_values"]), str(p["max_abs_diff_lsb"]), _f(p["top1_agreement"])]
             for p in report["integer_agreement"]]

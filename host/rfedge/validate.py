@@ -20,6 +20,7 @@ asked, a JUnit XML file.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -217,6 +218,8 @@ def validate(board: str, run, *, vectors: int = 1000, out_dir=None, resume: bool
                                        "device": dev_acc, "int8_reference": ref_acc,
                                        "equal": dev_acc == ref_acc,
                                        "same_predictions": int((outs[:n_test].argmax(1) == ref[:n_test].argmax(1)).sum())}
+                if rm.test_ids is not None:
+                    save_test_outputs(out_dir, fw.model_hash, rm.test_ids[:n_test], outs[:n_test], ref[:n_test])
             else:
                 summary["accuracy"] = {"skipped": "the run's test split is not available (bare .tflite or dataset missing)"}
             # ---- end to end ----------------------------------------------------------------------
@@ -237,6 +240,22 @@ def validate(board: str, run, *, vectors: int = 1000, out_dir=None, resume: bool
     if junit:
         write_junit(summary, junit)
     return summary
+
+
+TEST_OUTPUTS = "test_outputs.npz"
+
+
+def save_test_outputs(out_dir: Path, model_hash: str, test_ids, outputs, reference) -> Path:
+    """The device's raw outputs for the run's test trials, keyed by trial id, for the
+    quantization report's device column (``rfedge report``)."""
+    from rfedge.fileio import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez(buf, test_ids=np.asarray(test_ids, np.int64), outputs=np.asarray(outputs, np.int8),
+             reference=np.asarray(reference, np.int8), model_hash=np.array(model_hash))
+    p = Path(out_dir) / TEST_OUTPUTS
+    atomic_write_bytes(p, buf.getvalue())
+    return p
 
 
 def _end_to_end(dev, rm, tfl, x, res, limit, spec, stream) -> dict:

@@ -1,0 +1,386 @@
+"""Einsum networks (paper 003 §V-A, §VI-B2) in TensorFlow: a class-conditional probabilistic
+circuit per device, exported to ``rfedge.models.einsum_format.EinsumParams`` (docs/einsum.md).
+
+Structure (RAT-SPN style, fixed at construction from ``seed``):
+
+* standardization z = (x - x_mean) / x_scale, fitted on the training data;
+* Gaussian leaves per feature, L components, shared by all repetitions (mu, sigma > 0 through a
+  softplus plus a floor, so a constant feature cannot collapse a component to a Dirac spike);
+* R repetitions, each a random permutation of the features cut into 2^D leaf regions by balanced
+  recursive halving (the same cut points for every repetition); a leaf region's density is the
+  product of its features' leaf densities (component k of every feature together);
+* D einsum layers: layer l merges regions 2j and 2j+1 of the layer below,
+  out[k] = logsumexp_{i,j}(logw[k,i,j] + left[i] + right[j]); the top layer (one region per
+  repetition) has C outputs, one class-conditional density per class;
+* a mixture over repetitions per class and a log prior; P(c | x) by Bayes.
+
+Every layer is evaluated for all regions and repetitions at once (broadcasting plus one
+``reduce_logsumexp``), in the log domain: float32 underflows after a few dozen multiplied
+densities, and the full broadcast (rather than exp/einsum/log with a max shift) stays exact even
+when trained weights become very small.
+
+Densities are over the standardized z (as the exchange format defines them); the Jacobian of the
+standardization is the same for every class, so posteriors are unaffected.
+
+Training (``EinsumNetwork.fit``): Adam on the discriminative cross-entropy of the log posteriors
+plus ``gen_weight`` times the class-conditional negative log-likelihood per feature (a hybrid
+objective: the generative term keeps the leaves and weights meaningful densities and regularizes,
+the discriminative term sets the decision boundaries). See ``FitConfig`` for the defaults and why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+
+import numpy as np
+
+import rfedge.models  # noqa: F401  (quiet TensorFlow logging before TF is imported)
+import tensorflow as tf
+import keras
+
+from rfedge.errors import RfedgeError
+
+SIGMA_FLOOR = 0.05          # standardized units: about 1/20 of a feature's spread
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+# ---- structure -------------------------------------------------------------------------------------
+
+def check_config(F: int, D: int, K: int, L: int, R: int, C: int) -> None:
+    """One RfedgeError naming the offending field for a configuration that cannot be built."""
+    for name, v, lo in (("D", D, 1), ("K", K, 1), ("L", L, 1), ("R", R, 1), ("C", C, 2), ("F", F, 1)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
+            raise RfedgeError(f"must be an integer >= {lo}, got {v!r}", field=name)
+    if F < 2 ** D:
+        raise RfedgeError(f"depth {D} needs at least 2^{D} = {2 ** D} features (one per leaf region), "
+                          f"the input has F = {F}", field="D")
+
+
+def region_bounds(F: int, D: int) -> np.ndarray:
+    """(2^D + 1,) cut points of balanced recursive halving of F positions: each split gives the
+    left half floor(n/2) positions, so sibling regions differ in size by at most one."""
+    bounds = [0, F]
+    for _ in range(D):
+        nxt = [0]
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            nxt += [lo + (hi - lo) // 2, hi]
+        bounds = nxt
+    b = np.asarray(bounds, dtype=np.int32)
+    if np.any(np.diff(b) < 1):
+        raise RfedgeError(f"depth {D} leaves an empty leaf region with F = {F}", field="D")
+    return b
+
+
+def permutations(F: int, R: int, seed: int) -> np.ndarray:
+    """(R, F) feature order of each repetition, fixed by ``seed``."""
+    rng = np.random.default_rng([int(seed), 0xE1])
+    return np.stack([rng.permutation(F) for _ in range(R)]).astype(np.int32)
+
+
+def layer_shapes(D: int, K: int, L: int, R: int, C: int) -> list[tuple]:
+    """Shapes of logw[l], l = 0..D-1 (docs/einsum.md)."""
+    out = []
+    for l in range(D):
+        i = L if l == 0 else K
+        out.append((R, C, i, i) if l == D - 1 else (R, 2 ** (D - 1 - l), K, i, i))
+    return out
+
+
+# ---- operation counts --------------------------------------------------------------------------------
+
+def paper_macs(D: int, K: int, L: int, R: int, C: int) -> dict:
+    """Paper 003 eqs. 12-14 (Table IV). The leaf term follows the text and Table IV: one subtraction
+    and one multiplication per leaf input, 2·2^D (eq. 13 as printed reads 2^D, which would not give
+    Table IV's 128 / 32 / 64). L does not enter the analytical estimate."""
+    einsum = (2 ** (D + 1) - 2) * R * (K ** 3 + K)
+    leaf = 2 * 2 ** D
+    mix = R * C
+    return {"einsum": einsum, "leaf": leaf, "mix": mix, "total": einsum + leaf + mix}
+
+
+def exact_ops(F: int, D: int, K: int, L: int, R: int, C: int) -> dict:
+    """Arithmetic operations (MAC-equivalents: a multiply-add, a multiply or an add counts 1) of one
+    inference of this model, evaluated in the linear domain as the paper's hardware would:
+
+    * leaf: per feature and component t = x·a + b (standardization and (x - mu)/sigma folded into
+      one MAC), then t·t·(-1/2) + log-normalizer (a multiply and a MAC): 3·F·L;
+    * regions: multiplying a region's feature densities, per repetition: R·(F - 2^D)·L;
+    * einsum: a node with I inputs per child and O outputs forms the I·I outer product (I² mults)
+      and O·I² MACs; layer 1 has I = L (the leaves), the others I = K; the root has O = C;
+    * mix: R·C MACs per class sum over repetitions, prior: C multiplies (argmax not counted).
+    """
+    leaf = 3 * F * L
+    regions = R * (F - 2 ** D) * L
+    einsum = 0
+    for l, shp in enumerate(layer_shapes(D, K, L, R, C)):
+        i = shp[-1]
+        nodes, outs = (R, C) if l == D - 1 else (R * shp[1], K)
+        einsum += nodes * (i * i + outs * i * i)
+    mix, prior = R * C, C
+    return {"leaf": leaf, "regions": regions, "einsum": einsum, "mix": mix, "prior": prior,
+            "total": leaf + regions + einsum + mix + prior}
+
+
+def parameter_count(F: int, D: int, K: int, L: int, R: int, C: int) -> int:
+    n = 2 * F + 2 * F * L + R * C + C
+    return n + sum(int(np.prod(s)) for s in layer_shapes(D, K, L, R, C))
+
+
+# ---- the forward pass ------------------------------------------------------------------------------
+
+def _einsum_layer(x, logw):
+    """x (N, R, 2P, I) region log-densities, logw (R, P, O, I, I) normalized -> (N, R, P, O)."""
+    left = x[:, :, 0::2, :]
+    right = x[:, :, 1::2, :]
+    t = left[:, :, :, None, :, None] + right[:, :, :, None, None, :] + logw[None]
+    return tf.reduce_logsumexp(t, axis=[-2, -1])
+
+
+def forward(x, *, x_mean, x_scale, mu, sigma, logw, logw_mix, perm_t, segment_ids):
+    """log p(z | c), (N, C), from normalized parameters (any float dtype, all tensors alike)."""
+    z = (x - x_mean) / x_scale
+    d = (z[:, :, None] - mu[None]) / sigma[None]
+    leaf = -0.5 * d * d - tf.math.log(sigma)[None] - 0.5 * LOG_2PI          # (N, F, L)
+    # Regroup per repetition and sum each leaf region's features (product of densities).
+    g = tf.gather(tf.transpose(leaf, (1, 0, 2)), perm_t)                    # (F, R, N, L)
+    reg = tf.math.segment_sum(g, segment_ids)                               # (2^D, R, N, L)
+    h = tf.transpose(reg, (2, 1, 0, 3))                                     # (N, R, 2^D, L)
+    for w in logw[:-1]:
+        h = _einsum_layer(h, w)                                             # (N, R, P, K)
+    root = _einsum_layer(h, logw[-1][:, None])[:, :, 0, :]                  # (N, R, C)
+    return tf.reduce_logsumexp(tf.transpose(logw_mix)[None] + root, axis=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    """Training defaults. Chosen on a validation part carved from the training side only (the
+    simulated 21-gesture set's repetitions 0-15 and a separable synthetic problem); see
+    ``rfedge.einsum_train`` for the numbers.
+
+    * Adam, learning rate 0.02 with a cosine decay to 5%: the parameters are few (a few thousand)
+      and the log-domain circuit tolerates large steps; 0.002 needed several times the epochs.
+    * ``gen_weight`` 0.1 (per feature, per sample): without it the leaves drift to whatever
+      separates the training set and the class densities stop being densities of the data; with
+      much more the network trades accuracy for likelihood.
+    """
+
+    epochs: int = 150
+    batch_size: int = 128
+    learning_rate: float = 0.02
+    final_lr_fraction: float = 0.05
+    gen_weight: float = 0.1
+
+
+class EinsumNetwork(keras.Model):
+    """``EinsumNetwork(F, D, K, L, R, C, seed)``; ``call(x)`` returns log P(c | x), (N, C)."""
+
+    def __init__(self, F: int, D: int, K: int, L: int, R: int, C: int, seed: int = 0, name: str = "einsum",
+                 **kwargs):
+        check_config(F, D, K, L, R, C)
+        super().__init__(name=name, **kwargs)
+        self.F, self.D, self.K, self.L, self.R, self.C = (int(v) for v in (F, D, K, L, R, C))
+        self.seed = int(seed)
+        self.net_name = name
+        self.perm = permutations(F, R, seed)
+        self.bounds = region_bounds(F, D)
+        seg = np.repeat(np.arange(2 ** D, dtype=np.int32), np.diff(self.bounds))
+        self._perm_t = tf.constant(self.perm.T)                 # position-major: gather rows of (F, ...)
+        self._segment_ids = tf.constant(seg)
+        rng = np.random.default_rng([self.seed, 0xE2])
+        init = keras.initializers.Constant
+
+        def weight(shape, value, trainable=True, wname=None):
+            return self.add_weight(shape=shape, initializer=init(np.asarray(value, np.float32)),
+                                   trainable=trainable, name=wname)
+
+        self.x_mean = weight((F,), np.zeros(F), False, "x_mean")
+        self.x_scale = weight((F,), np.ones(F), False, "x_scale")
+        self.log_prior = weight((C,), np.full(C, -math.log(C)), False, "log_prior")
+        self.mu = weight((F, L), rng.normal(size=(F, L)), wname="mu")
+        self.sigma_raw = weight((F, L), np.full((F, L), _softplus_inv(1.0 - SIGMA_FLOOR)), wname="sigma_raw")
+        # Small random logits: symmetric weights would give identical gradients to all K sums.
+        self.logits = [weight(s, 0.5 * rng.normal(size=s), wname=f"logw{l}")
+                       for l, s in enumerate(layer_shapes(D, K, L, R, C))]
+        self.mix_logits = weight((C, R), 0.1 * rng.normal(size=(C, R)), wname="logw_mix")
+
+    # -- normalized parameters
+    def sigma(self):
+        return tf.nn.softplus(self.sigma_raw) + SIGMA_FLOOR
+
+    def log_weights(self):
+        out = []
+        for w in self.logits:
+            s = tf.shape(w)
+            flat = tf.reshape(w, tf.concat([s[:-2], [-1]], 0))
+            out.append(tf.reshape(tf.nn.log_softmax(flat, axis=-1), s))
+        return out
+
+    def log_mix(self):
+        return tf.nn.log_softmax(self.mix_logits, axis=-1)
+
+    def _check_x(self, x):
+        shape = getattr(x, "shape", None)
+        if shape is not None and len(shape) == 2 and shape[-1] is not None and int(shape[-1]) != self.F:
+            raise RfedgeError(f"network {self.net_name} expects {self.F} features per sample, got {int(shape[-1])}",
+                              field="features")
+
+    def log_likelihoods(self, x):
+        """log p(z | c), (N, C)."""
+        self._check_x(x)
+        x = tf.convert_to_tensor(x, tf.float32)
+        return forward(x, x_mean=self.x_mean, x_scale=self.x_scale, mu=self.mu, sigma=self.sigma(),
+                       logw=self.log_weights(), logw_mix=self.log_mix(), perm_t=self._perm_t,
+                       segment_ids=self._segment_ids)
+
+    def call(self, x):
+        ll = self.log_likelihoods(x)
+        return tf.nn.log_softmax(ll + self.log_prior[None], axis=-1)
+
+    # -- batched numpy inference
+    def predict_log_posteriors(self, X, batch_size: int = 256) -> np.ndarray:
+        X = _as_2d(X, self.F, self.net_name)
+        return np.concatenate([self(X[i:i + batch_size]).numpy() for i in range(0, len(X), batch_size)]
+                              or [np.zeros((0, self.C), np.float32)])
+
+    def predict_log_likelihoods(self, X, batch_size: int = 256) -> np.ndarray:
+        X = _as_2d(X, self.F, self.net_name)
+        return np.concatenate([self.log_likelihoods(X[i:i + batch_size]).numpy()
+                               for i in range(0, len(X), batch_size)] or [np.zeros((0, self.C), np.float32)])
+
+    # -- data-dependent initialization and training
+    def init_from_data(self, X, y) -> None:
+        """Standardization, class prior (add-one smoothed: an absent class keeps a finite prior)
+        and leaf means at each feature's quantiles, so the L components start spread over the data."""
+        X = _as_2d(X, self.F, self.net_name).astype(np.float64)
+        y = _labels(y, self.C, len(X))
+        mean = X.mean(axis=0)
+        scale = X.std(axis=0)
+        scale = np.where(scale > 1e-12 * np.maximum(1.0, np.abs(mean)), scale, 1.0)
+        self.x_mean.assign(mean.astype(np.float32))
+        self.x_scale.assign(scale.astype(np.float32))
+        counts = np.bincount(y, minlength=self.C) + 1.0
+        self.log_prior.assign(np.log(counts / counts.sum()).astype(np.float32))
+        z = (X - mean) / scale
+        q = np.quantile(z, (np.arange(self.L) + 0.5) / self.L, axis=0).T           # (F, L)
+        rng = np.random.default_rng([self.seed, 0xE3])
+        self.mu.assign((q + 0.05 * rng.normal(size=q.shape)).astype(np.float32))
+        # Neighbouring quantiles of a standardized feature lie ~0.25 apart for L = 10: a width of
+        # 0.5 lets each component overlap its neighbours; a single component covers the spread.
+        sig = np.full(q.shape, 0.5 if self.L > 1 else 1.0)
+        self.sigma_raw.assign(_softplus_inv(sig - SIGMA_FLOOR).astype(np.float32))
+
+    def fit_data(self, X, y, config: FitConfig = FitConfig(), *, X_val=None, y_val=None, stream=None,
+                 every: int = 25, init: bool = True) -> dict:
+        """Train on (X, y); returns the history (loss, train and validation accuracy per reported epoch)."""
+        X = _as_2d(X, self.F, self.net_name).astype(np.float32)
+        y = _labels(y, self.C, len(X))
+        if init:
+            self.init_from_data(X, y)
+        n = len(X)
+        steps_per_epoch = max(1, math.ceil(n / config.batch_size))
+        total = steps_per_epoch * config.epochs
+        sched = keras.optimizers.schedules.CosineDecay(config.learning_rate, total, alpha=config.final_lr_fraction)
+        opt = keras.optimizers.Adam(sched)
+        variables = self.trainable_variables
+        gen = tf.constant(config.gen_weight / self.F, tf.float32)
+
+        @tf.function(reduce_retracing=True)
+        def step(xb, yb):
+            with tf.GradientTape() as tape:
+                ll = self.log_likelihoods(xb)
+                lp = tf.nn.log_softmax(ll + self.log_prior[None], axis=-1)
+                ce = -tf.reduce_mean(tf.gather(lp, yb, batch_dims=1))
+                nll = -tf.reduce_mean(tf.gather(ll, yb, batch_dims=1))
+                loss = ce + gen * nll
+            opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            return loss, ce
+
+        rng = np.random.default_rng([self.seed, 0xE4])
+        hist = {"epoch": [], "loss": [], "cross_entropy": [], "train_accuracy": [], "val_accuracy": []}
+        t0 = time.monotonic()
+        for ep in range(1, config.epochs + 1):
+            order = rng.permutation(n)
+            tot = ce_tot = 0.0
+            for s in range(steps_per_epoch):
+                idx = order[s * config.batch_size:(s + 1) * config.batch_size]
+                loss, ce = step(tf.constant(X[idx]), tf.constant(y[idx]))
+                tot += float(loss) * len(idx)
+                ce_tot += float(ce) * len(idx)
+            if ep % every == 0 or ep == config.epochs:
+                acc = float((self.predict_log_posteriors(X).argmax(1) == y).mean())
+                vacc = (float((self.predict_log_posteriors(X_val).argmax(1) == np.asarray(y_val)).mean())
+                        if X_val is not None else None)
+                for k, v in (("epoch", ep), ("loss", tot / n), ("cross_entropy", ce_tot / n),
+                             ("train_accuracy", acc), ("val_accuracy", vacc)):
+                    hist[k].append(v)
+                if stream is not None:
+                    stream.write(f"  {self.net_name} epoch {ep}/{config.epochs}: loss {tot / n:.4f} "
+                                 f"(cross-entropy {ce_tot / n:.4f}), train acc {acc:.4f}"
+                                 + (f", val acc {vacc:.4f}" if vacc is not None else "")
+                                 + f", {time.monotonic() - t0:.1f} s\n")
+                    stream.flush()
+        hist["seconds"] = time.monotonic() - t0
+        return hist
+
+    # -- export
+    def to_params(self):
+        """The network as an ``EinsumParams`` (float64, normalized weights)."""
+        from rfedge.models.einsum_format import EinsumParams
+
+        f64 = lambda t: np.asarray(tf.convert_to_tensor(t).numpy(), dtype=np.float64)  # noqa: E731
+        return EinsumParams(
+            name=self.net_name, D=self.D, K=self.K, L=self.L, R=self.R, C=self.C,
+            x_mean=f64(self.x_mean), x_scale=f64(self.x_scale), perm=self.perm.copy(), bounds=self.bounds.copy(),
+            mu=f64(self.mu), sigma=f64(self.sigma()), logw=[f64(w) for w in self.log_weights()],
+            logw_mix=f64(self.log_mix()), log_prior=f64(self.log_prior))
+
+    def paper_macs(self) -> dict:
+        return paper_macs(self.D, self.K, self.L, self.R, self.C)
+
+    def exact_ops(self) -> dict:
+        return exact_ops(self.F, self.D, self.K, self.L, self.R, self.C)
+
+
+def _softplus_inv(y):
+    y = np.asarray(y, dtype=np.float64)
+    return y + np.log(-np.expm1(-y))
+
+
+def _as_2d(X, F: int, name: str) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2 or X.shape[1] != F:
+        raise RfedgeError(f"network {name} expects an (N, {F}) feature matrix, got shape {X.shape}", field="features")
+    if not np.all(np.isfinite(X)):
+        raise RfedgeError(f"network {name}: {int((~np.isfinite(X)).sum())} non-finite feature value(s)",
+                          field="features")
+    return X
+
+
+def _labels(y, C: int, n: int) -> np.ndarray:
+    y = np.asarray(y)
+    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer) or (n and (y.min() < 0 or y.max() >= C)):
+        raise RfedgeError(f"expected {n} integer labels in [0, {C}), got shape {y.shape} dtype {y.dtype}",
+                          field="labels")
+    return y.astype(np.int32)
+
+
+def build_from_params(p, seed: int = 0) -> EinsumNetwork:
+    """An EinsumNetwork carrying the parameters of an EinsumParams (for checks and fine-tuning)."""
+    F = len(p.x_mean)
+    net = EinsumNetwork(F, p.D, p.K, p.L, p.R, p.C, seed=seed, name=p.name)
+    net.perm = np.asarray(p.perm, np.int32)
+    net.bounds = np.asarray(p.bounds, np.int32)
+    net._perm_t = tf.constant(net.perm.T)
+    net._segment_ids = tf.constant(np.repeat(np.arange(2 ** p.D, dtype=np.int32), np.diff(net.bounds)))
+    net.x_mean.assign(np.asarray(p.x_mean, np.float32))
+    net.x_scale.assign(np.asarray(p.x_scale, np.float32))
+    net.log_prior.assign(np.asarray(p.log_prior, np.float32))
+    net.mu.assign(np.asarray(p.mu, np.float32))
+    net.sigma_raw.assign(_softplus_inv(np.maximum(np.asarray(p.sigma) - SIGMA_FLOOR, 1e-6)).astype(np.float32))
+    for v, w in zip(net.logits, p.logw):
+        v.assign(np.asarray(w, np.float32))
+    net.mix_logits.assign(np.asarray(p.logw_mix, np.float32))
+    return net
