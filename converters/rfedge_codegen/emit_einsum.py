@@ -130,3 +130,108 @@ int32_t {prefix}_infer(const int16_t *xq, int32_t *logpost_out)
 def einsum_sources(out_dir, prefix: str = "einsum") -> list[Path]:
     out = Path(out_dir)
     return [out / f"{prefix}.c", out / "rfe_einsum.c"]
+
+
+# ----------------------------------------------------------------------------- building / measuring
+
+C_FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror=implicit-function-declaration"]
+RV32_CC = "riscv64-unknown-elf-gcc"
+# the qemu-rv32 board's flags (host/rfedge/boards/qemu-rv32.toml)
+RV32_FLAGS = ["-march=rv32imc", "-mabi=ilp32", "-misa-spec=2.2", "-mcmodel=medany", "--specs=picolibc.specs",
+              "-std=c99", "-O2", "-fsched-pressure", "-Wall", "-Wextra", "-ffunction-sections", "-fdata-sections"]
+RV32_LDFLAGS = ["-nostartfiles", "-Wl,--gc-sections"]
+QEMU_RV32 = "qemu-system-riscv32"
+
+
+def _defs(fx: FixedEinsum, prefix: str) -> list[str]:
+    return [f'-DRFE_EH_HEADER="{prefix}.h"', f"-DRFE_EH_INFER={prefix}_infer", f"-DRFE_EH_F={fx.F}",
+            f"-DRFE_EH_C={fx.C}"]
+
+
+def _run(cmd, **kw):
+    import subprocess
+
+    p = subprocess.run(cmd, capture_output=True, **kw)
+    if p.returncode != 0:
+        err = (p.stderr or b"").decode("utf-8", "replace").strip()
+        raise RfedgeError(f"{Path(cmd[0]).name} failed ({p.returncode}): {err[-2000:]}")
+    return p
+
+
+def compile_einsum_host(fx: FixedEinsum, out_dir, prefix: str = "einsum", cc: str = "gcc",
+                        extra_flags=()) -> Path:
+    """Generate the C into out_dir and build it with the stdin/stdout harness (einsum_harness.c)."""
+    out = Path(out_dir)
+    emit_einsum_c(fx, out, prefix)
+    exe = out / f"{prefix}_host"
+    _run([cc, *C_FLAGS, *extra_flags, "-g", "-I", str(out), *_defs(fx, prefix), "-o", str(exe),
+          *map(str, einsum_sources(out, prefix)), str(HARNESS)])
+    return exe
+
+
+def run_einsum_host(exe, Xq, C: int) -> tuple[np.ndarray, np.ndarray]:
+    """(logposts (N, C) int32, labels (N,)) from the host executable."""
+    Xq = np.ascontiguousarray(np.asarray(Xq, "<i2"))
+    p = _run([str(exe)], input=Xq.tobytes())
+    y = np.frombuffer(p.stdout, np.int32)
+    if y.size != len(Xq) * (C + 1):
+        raise RfedgeError(f"{exe}: {y.size} output words for {len(Xq)} vectors of {C + 1}")
+    y = y.reshape(len(Xq), C + 1)
+    return y[:, :C].copy(), y[:, C].copy()
+
+
+def run_einsum_fuse_host(exe, logposts, C: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and scores of rfe_einsum_fuse for a list of (N, C) int32 log-posterior arrays."""
+    lps = np.stack([np.asarray(a, np.int32) for a in logposts], axis=1)  # (N, n, C)
+    p = _run([str(exe), "fuse", str(lps.shape[1])], input=np.ascontiguousarray(lps).tobytes())
+    y = np.frombuffer(p.stdout, np.int32).reshape(lps.shape[0], C + 1)
+    return y[:, 0].copy(), y[:, 1:].copy()
+
+
+def measure_rv32(fx: FixedEinsum, Xq, out_dir, prefix: str = "einsum", timeout: float = 120.0) -> dict:
+    """Build a bare-metal image for QEMU virt rv32imc (the qemu-rv32 board's crt0/link script),
+    run every row of Xq once and return {'instructions': (N,), 'labels': (N,), 'logposts': (N, C),
+    'text_bytes': ..., 'rodata_bytes': ..., 'bss_bytes': ...}."""
+    out = Path(out_dir)
+    emit_einsum_c(fx, out, prefix)
+    Xq = np.asarray(Xq, np.int16)
+    rows = ",\n".join("    {" + ", ".join(str(int(v)) for v in r) + "}" for r in Xq)
+    (out / "einsum_bench_inputs.h").write_text(
+        f"#define RFE_EB_N {len(Xq)}\nstatic const int16_t rfe_eb_x[{len(Xq)}][{fx.F}] = {{\n{rows}\n}};\n")
+    board = kernel_dir().parent / "boards" / "qemu-rv32"
+    elf = out / f"{prefix}_rv32.elf"
+    _run([RV32_CC, *RV32_FLAGS, *RV32_LDFLAGS, "-I", str(out), *_defs(fx, prefix), "-T", str(board / "link.ld"),
+          "-o", str(elf), str(board / "crt0.S"), *map(str, einsum_sources(out, prefix)),
+          str(TEMPLATES / "einsum_bench_rv32.c")])
+    p = _run([QEMU_RV32, "-M", "virt", "-cpu", "rv32", "-bios", "none", "-nographic", "-monitor", "none",
+              "-icount", "shift=0", "-serial", "stdio", "-kernel", str(elf)], timeout=timeout)
+    lines = p.stdout.decode("ascii", "replace").replace("\r", "").strip().splitlines()
+    if not lines or lines[-1] != "END":
+        raise RfedgeError(f"{elf}: the rv32 run did not finish: {lines[-3:]}")
+    vals = np.array([[int(t) for t in ln.split()] for ln in lines[:-1]], np.int64)
+    res = {"instructions": vals[:, 0], "labels": vals[:, 1], "logposts": vals[:, 2:]}
+    sz = _run([RV32_CC.replace("gcc", "size"), "-A", str(elf)]).stdout.decode()
+    for sec in ("text", "rodata", "bss"):
+        m = re.search(rf"^\.{sec}\s+(\d+)", sz, re.M)
+        res[f"{sec}_bytes"] = int(m.group(1)) if m else 0
+    return res
+
+
+def actual_ops(fx: FixedEinsum) -> dict:
+    """What the kernels do per inference (worst case: no row skipped), next to paper 003's Table IV
+    count (which takes K inputs per side at every einsum, even above the leaves)."""
+    D, K, L, R, C, F = fx.D, fx.K, fx.L, fx.R, fx.C, fx.F
+    leaf = F * L  # one Gaussian (2 mul) per feature and component, shared by all repetitions
+    regions = R * F * L  # adds of the leaf table into the leaf regions
+    macs = 0
+    n, I = 2 ** (D - 1), L
+    for l in range(D):
+        O = C if l == D - 1 else K
+        nn = 1 if l == D - 1 else n
+        macs += R * nn * O * (I * I + I)
+        n //= 2
+        I = K
+    mix = R * C
+    paper = (2 ** (D + 1) - 2) * R * (K ** 3 + K) + 2 ** D + R * C
+    return {"leaf_gaussians": leaf, "region_adds": regions, "einsum_macs": macs, "mix_terms": mix,
+            "total": leaf + regions + macs + mix, "paper_macs": paper}
