@@ -232,6 +232,7 @@ def actual_ops(fx: FixedEinsum) -> dict:
         n //= 2
         I = K
     mix = R * C
-    paper = (2 ** (D + 1) - 2) * R * (K ** 3 + K) + 2 ** D + R * C
+    # eq. 12 + Table IV's leaf column (which counts 2 ops per leaf region: 2^(D+1)) + eq. 14
+    paper = (2 ** (D + 1) - 2) * R * (K ** 3 + K) + 2 ** (D + 1) + R * C
     return {"leaf_gaussians": leaf, "region_adds": regions, "einsum_macs": macs, "mix_terms": mix,
             "total": leaf + regions + macs + mix, "paper_macs": paper}

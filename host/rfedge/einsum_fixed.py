@@ -7,9 +7,11 @@ Design
   All log-values (leaf, node outputs, log-likelihoods, log-posteriors) are int32: leaf sums of
   squared deviations over up to a few hundred features with outliers do not fit int16 in any
   useful unit, and int32 adds cost the same as int16 on rv32.
-* Input: standardized feature z as int16 ``zq = sat16(round_half_even(z * 2^ZF))`` with one ZF per
-  model chosen from calibration data (largest ZF in [0, 14] that holds the calibration range and
-  the leaf means). Features beyond the int16 range saturate (the leaf sees the clipped value).
+* Input: standardized feature z as int16 ``zq = sat16(round_half_even(z * 2^ZF))`` (nan -> 0,
+  +-inf -> +-32767) with one ZF per model: the largest ZF in [0, 14] that holds the leaf means
+  +- 4 sigma and 1.5 x the calibration data's 99.9th percentile of |z|, raised if needed until the
+  input step is <= min(sigma) / 64. Features beyond the int16 range saturate (the leaf sees the
+  clipped value).
 * Leaf (feature f, component k), all integers::
 
       d  = |zq - muq[f,k]|                     (<= 65535)
@@ -126,16 +128,21 @@ def quantize_params(params: EinsumParams, calib_X=None) -> FixedEinsum:
     F = params.F
     mu = np.asarray(params.mu, np.float64)
     sg = np.asarray(params.sigma, np.float64)
+    # range: the leaf means +- 4 sigma and (with a margin) the calibration data's 99.9th percentile
     zmax = float(np.max(np.abs(mu) + 4.0 * sg))
     if calib_X is not None:
         from rfedge.models.einsum_format import standardize
 
         z = np.abs(standardize(params, calib_X))
+        z = z[np.isfinite(z)]
         if z.size:
-            # a generous margin over the 99.99th percentile; rarer outliers saturate
-            zmax = max(zmax, 1.5 * float(np.quantile(z, 0.9999)))
-    zmax = max(zmax, 1.0)
-    zf = int(np.clip(np.floor(np.log2(32767.0 / zmax)), 0, 14))
+            zmax = max(zmax, 1.5 * float(np.quantile(z, 0.999)))
+    zf_range = int(np.clip(np.floor(np.log2(32767.0 / max(zmax, 1.0))), 0, 14))
+    # resolution: an input step of at most sigma_min / 64 (heavy-tailed calibration data must not
+    # coarsen the inputs that matter); when the two conflict, resolution wins and rarer outliers
+    # saturate at +-32767 / 2^zf
+    zf_res = int(np.clip(np.ceil(np.log2(64.0 / float(np.min(sg)))), 0, 14))
+    zf = max(zf_range, zf_res)
     muq = np.clip(np.rint(mu * 2.0 ** zf), -32767, 32767).astype(np.int64)
     A = 128.0 * np.log2(np.e)
     G = np.sqrt(A) * 16.0 / (sg * 2.0 ** zf)

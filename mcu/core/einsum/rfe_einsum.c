@@ -89,14 +89,16 @@ static inline uint32_t mulhu(uint32_t a, uint32_t b)
     return (uint32_t)(((uint64_t)a * b) >> 32);
 }
 
-uint32_t rfe_einsum_exp2q(int32_t d)
+static inline uint32_t exp2q(int32_t d)
 {
     uint32_t k = (uint32_t)d >> RFE_EINSUM_LU_BITS;
     if (k >= 32u) return 0u;
     return EXPT[d & 255] >> k;
 }
 
-int32_t rfe_einsum_log2q(uint32_t s)
+uint32_t rfe_einsum_exp2q(int32_t d) { return exp2q(d); }
+
+static inline int32_t log2q(uint32_t s)
 {
     int32_t n = 31;
     uint32_t idx, frac;
@@ -115,6 +117,8 @@ int32_t rfe_einsum_log2q(uint32_t s)
     return (n << RFE_EINSUM_LU_BITS) + ((v + 128) >> 8);
 }
 
+int32_t rfe_einsum_log2q(uint32_t s) { return log2q(s); }
+
 int32_t rfe_einsum_lse(const int32_t *v, int32_t n, int32_t rsh)
 {
     int32_t i, m = v[0];
@@ -122,8 +126,8 @@ int32_t rfe_einsum_lse(const int32_t *v, int32_t n, int32_t rsh)
     for (i = 1; i < n; i++)
         if (v[i] > m) m = v[i];
     for (i = 0; i < n; i++)
-        s += rfe_einsum_exp2q(m - v[i]) >> rsh;
-    return m + rfe_einsum_log2q(s) - ((31 - rsh) << RFE_EINSUM_LU_BITS);
+        s += exp2q(m - v[i]) >> rsh;
+    return m + log2q(s) - ((31 - rsh) << RFE_EINSUM_LU_BITS);
 }
 
 static int32_t ceil_log2(int32_t n)
@@ -164,7 +168,7 @@ void rfe_einsum_leaf(const rfe_einsum_model_t *m, const int16_t *xq, int32_t *lf
     }
 }
 
-void rfe_einsum_regions(const int32_t *lf, int32_t L, const uint16_t *perm_r, const uint16_t *bounds,
+static void regions_any(const int32_t *lf, int32_t L, const uint16_t *perm_r, const uint16_t *bounds,
                         int32_t nreg, int32_t *out)
 {
     int32_t j, p, k;
@@ -178,37 +182,141 @@ void rfe_einsum_regions(const int32_t *lf, int32_t L, const uint16_t *perm_r, co
     }
 }
 
-void rfe_einsum_layer(const int32_t *x, int32_t n, int32_t I, int32_t O, const uint32_t *W, uint32_t *ab,
+/* compile-time L: the L sums of a region stay in registers (a term is a load and an add) */
+#define RFE_EINSUM_REGIONS_N(N)                                                                      \
+    static void regions_##N(const int32_t *lf, const uint16_t *perm_r, const uint16_t *bounds,      \
+                            int32_t nreg, int32_t *out)                                              \
+    {                                                                                                \
+        int32_t j, p, k, acc[N];                                                                     \
+        int32_t lo = bounds[0];                                                                      \
+        for (j = 0; j < nreg; j++, out += (N)) {                                                     \
+            const int32_t hi = bounds[j + 1];                                                        \
+            const int32_t *row = lf + (int32_t)perm_r[lo] * (N);                                     \
+            _Pragma("GCC unroll 16") for (k = 0; k < (N); k++) acc[k] = row[k];                      \
+            for (p = lo + 1; p < hi; p++) {                                                          \
+                row = lf + (int32_t)perm_r[p] * (N);                                                 \
+                _Pragma("GCC unroll 16") for (k = 0; k < (N); k++) acc[k] += row[k];                 \
+            }                                                                                        \
+            _Pragma("GCC unroll 16") for (k = 0; k < (N); k++) out[k] = acc[k];                      \
+            lo = hi;                                                                                 \
+        }                                                                                            \
+    }
+
+RFE_EINSUM_REGIONS_N(2)
+RFE_EINSUM_REGIONS_N(4)
+RFE_EINSUM_REGIONS_N(8)
+RFE_EINSUM_REGIONS_N(10)
+RFE_EINSUM_REGIONS_N(12)
+RFE_EINSUM_REGIONS_N(16)
+
+void rfe_einsum_regions(const int32_t *lf, int32_t L, const uint16_t *perm_r, const uint16_t *bounds,
+                        int32_t nreg, int32_t *out)
+{
+    switch (L) {
+    case 2: regions_2(lf, perm_r, bounds, nreg, out); break;
+    case 4: regions_4(lf, perm_r, bounds, nreg, out); break;
+    case 8: regions_8(lf, perm_r, bounds, nreg, out); break;
+    case 10: regions_10(lf, perm_r, bounds, nreg, out); break;
+    case 12: regions_12(lf, perm_r, bounds, nreg, out); break;
+    case 16: regions_16(lf, perm_r, bounds, nreg, out); break;
+    default: regions_any(lf, L, perm_r, bounds, nreg, out); break;
+    }
+}
+
+/* The exponentials of one node's children (Q31 relative to each child's max); returns
+ * mu + mv - 29*256, the log-offset of the node's outputs. */
+static inline int32_t node_exps(const int32_t *u, const int32_t *v, int32_t I, uint32_t *a, uint32_t *b)
+{
+    int32_t i, mu = u[0], mv = v[0];
+    for (i = 1; i < I; i++) {
+        if (u[i] > mu) mu = u[i];
+        if (v[i] > mv) mv = v[i];
+    }
+    for (i = 0; i < I; i++) {
+        a[i] = exp2q(mu - u[i]);
+        b[i] = exp2q(mv - v[i]);
+    }
+    return mu + mv - (RFE_EINSUM_NODE_Q << RFE_EINSUM_LU_BITS);
+}
+
+/* Generic node: any I. */
+static void layer_any(const int32_t *x, int32_t n, int32_t I, int32_t O, const uint32_t *W, uint32_t *ab,
                       int32_t *out)
 {
-    int32_t j, i, o;
+    int32_t j, i, o, q;
     uint32_t *a = ab, *b = ab + I;
     for (j = 0; j < n; j++, x += 2 * I) {
-        const int32_t *u = x, *v = x + I;
-        int32_t mu = u[0], mv = v[0], base;
-        for (i = 1; i < I; i++) {
-            if (u[i] > mu) mu = u[i];
-            if (v[i] > mv) mv = v[i];
-        }
-        for (i = 0; i < I; i++) {
-            a[i] = rfe_einsum_exp2q(mu - u[i]);
-            b[i] = rfe_einsum_exp2q(mv - v[i]);
-        }
+        const int32_t base = node_exps(x, x + I, I, a, b);
         /* x of this node is consumed: out may overwrite it from here on */
-        base = mu + mv - (RFE_EINSUM_NODE_Q << RFE_EINSUM_LU_BITS);
         for (o = 0; o < O; o++) {
             uint32_t s = 0;
             for (i = 0; i < I; i++, W += I) {
-                const uint32_t ai = a[i];
-                const uint32_t *w = W;
                 uint32_t t = 0;
-                int32_t q;
-                if (!ai) continue; /* exact: this row contributes mulhu(0, t) = 0 */
-                for (q = 0; q < I; q++) t += mulhu(w[q], b[q]);
-                s += mulhu(ai, t);
+                if (!a[i]) continue; /* exact: this row contributes mulhu(0, t) = 0 */
+                for (q = 0; q < I; q++) t += mulhu(W[q], b[q]);
+                s += mulhu(a[i], t);
             }
-            *out++ = base + rfe_einsum_log2q(s);
+            *out++ = base + log2q(s);
         }
+    }
+}
+
+/* The same for a compile-time I: the row dot product unrolls and b[] lives in registers, so a
+ * term costs a load, a mulhu and an add (3 rv32 instructions). */
+#define RFE_EINSUM_LAYER_N(N)                                                                        \
+    static void layer_##N(const int32_t *x, int32_t n, int32_t O, const uint32_t *W, uint32_t *ab,  \
+                          int32_t *out)                                                              \
+    {                                                                                                \
+        int32_t j, i, o, q;                                                                          \
+        uint32_t *a = ab, bl[N];                                                                     \
+        for (j = 0; j < n; j++, x += 2 * (N)) {                                                      \
+            int32_t mu = x[0], mv = x[N], base;                                                      \
+            _Pragma("GCC unroll 16") for (q = 1; q < (N); q++) {                                     \
+                if (x[q] > mu) mu = x[q];                                                            \
+                if (x[(N) + q] > mv) mv = x[(N) + q];                                                \
+            }                                                                                        \
+            _Pragma("GCC unroll 16") for (q = 0; q < (N); q++) {                                     \
+                a[q] = exp2q(mu - x[q]);                                                             \
+                bl[q] = exp2q(mv - x[(N) + q]);                                                      \
+            }                                                                                        \
+            base = mu + mv - (RFE_EINSUM_NODE_Q << RFE_EINSUM_LU_BITS);                              \
+            for (o = 0; o < O; o++) {                                                                \
+                uint32_t s = 0;                                                                      \
+                for (i = 0; i < (N); i++, W += (N)) {                                                \
+                    uint32_t t = 0;                                                                  \
+                    if (!a[i]) continue;                                                             \
+                    _Pragma("GCC unroll 16") for (q = 0; q < (N); q++) t += mulhu(W[q], bl[q]);      \
+                    s += mulhu(a[i], t);                                                             \
+                }                                                                                    \
+                *out++ = base + log2q(s);                                                 \
+            }                                                                                        \
+        }                                                                                            \
+    }
+
+RFE_EINSUM_LAYER_N(2)
+RFE_EINSUM_LAYER_N(3)
+RFE_EINSUM_LAYER_N(4)
+RFE_EINSUM_LAYER_N(5)
+RFE_EINSUM_LAYER_N(6)
+RFE_EINSUM_LAYER_N(8)
+RFE_EINSUM_LAYER_N(10)
+RFE_EINSUM_LAYER_N(12)
+RFE_EINSUM_LAYER_N(16)
+
+void rfe_einsum_layer(const int32_t *x, int32_t n, int32_t I, int32_t O, const uint32_t *W, uint32_t *ab,
+                      int32_t *out)
+{
+    switch (I) {
+    case 2: layer_2(x, n, O, W, ab, out); break;
+    case 3: layer_3(x, n, O, W, ab, out); break;
+    case 4: layer_4(x, n, O, W, ab, out); break;
+    case 5: layer_5(x, n, O, W, ab, out); break;
+    case 6: layer_6(x, n, O, W, ab, out); break;
+    case 8: layer_8(x, n, O, W, ab, out); break;
+    case 10: layer_10(x, n, O, W, ab, out); break;
+    case 12: layer_12(x, n, O, W, ab, out); break;
+    case 16: layer_16(x, n, O, W, ab, out); break;
+    default: layer_any(x, n, I, O, W, ab, out); break;
     }
 }
 
