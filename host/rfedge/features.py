@@ -100,10 +100,11 @@ def window_features(csi: np.ndarray, t_us: np.ndarray, cfg: FeatureConfig) -> np
 
 
 def trial_window(ds, i: int, receiver: int = 0):
-    """(complex [P, S], t_us [P]) of trial i at a receiver of a CSI dataset."""
+    """(complex [P, S], t_us [P]) of trial i at a receiver of a CSI dataset (its first antenna
+    when the receiver has several: the ESP32 pipeline is single-antenna)."""
     csi = ds.array("csi")
     P = int(ds.array("n_packets")[i, receiver])
-    x = np.asarray(csi[i, receiver, :P], dtype=np.float32)
+    x = np.asarray(csi[i, receiver, 0, :P] if csi.ndim == 6 else csi[i, receiver, :P], dtype=np.float32)
     return x[..., 0] + 1j * x[..., 1], np.asarray(ds.array("t_us")[i, receiver, :P])
 
 
