@@ -140,10 +140,40 @@ def cmd_data_import(a) -> int:
 
 # ---- train -------------------------------------------------------------------------------------
 
+def _einsum_split(split: str, fold: str) -> str:
+    """`train`'s --split/--fold for the Einsum networks: in-session (the default) is the
+    repetition split; cross-user with --fold U (a user index or user=U) leaves user U out."""
+    if split in ("in-session", "repetition"):
+        return "repetition"
+    if split == "cross-user":
+        return fold if str(fold).startswith("user=") else f"user={fold}"
+    return split
+
+
+def cmd_train_einsum(a) -> int:
+    from pathlib import Path
+
+    from rfedge.einsum_train import train_einsum
+
+    m = train_einsum(a.data, a.out, split=_einsum_split(a.split, a.fold), seed=a.seed, quick=a.quick, epochs=a.epochs)
+    for name, n in m["networks"].items():
+        c = n["config"]
+        print(f"{name} (F={c['F']}, D,K,L,R,C={c['D']},{c['K']},{c['L']},{c['R']},{c['C']}): accuracy {n['accuracy']:.4f}, "
+              f"F1 {n['f1']:.4f}; {n['paper_macs']['total']:,} MACs (eqs. 12-14), {n['exact_ops']['total']:,} exact ops")
+    g = m["merged"]
+    print(f"merged (product of posteriors): accuracy {g['accuracy']:.4f}, F1 {g['f1']:.4f} "
+          f"({m['merged_gain_over_best_single_points']:+.1f} points over the best single network; {m['n_test']} test trials)")
+    print(f"  metrics: {Path(a.out) / 'metrics.json'}")
+    return 0
+
+
 def cmd_train(a) -> int:
     from pathlib import Path
 
     from rfedge.train import train
+
+    if a.model == "einsum":
+        return cmd_train_einsum(a)
 
     m = train(a.data, a.out, model=a.model, split=a.split, fold=a.fold, seed=a.seed, epochs=a.epochs,
               quick=a.quick)
@@ -159,8 +189,15 @@ def cmd_train(a) -> int:
 def cmd_evaluate(a) -> int:
     from rfedge.evaluate import evaluate_paper002, format_markdown
 
+    if a.protocol == "paper003":
+        from rfedge.evaluate_rfid import evaluate_paper003, format_markdown as format_paper003
+
+        r = evaluate_paper003(a.data, a.out, seed=a.seed, quick=a.quick)
+        print(format_paper003(r), end="")
+        print(f"results: {a.out}/results.md, results.json and confusion/*.png")
+        return 0
     if a.protocol != "paper002":
-        raise RfedgeError(f"unknown protocol {a.protocol!r}; available: paper002")
+        raise RfedgeError(f"unknown protocol {a.protocol!r}; available: paper002, paper003")
     models = tuple(a.models.split(",")) if a.models else None
     r = evaluate_paper002(a.data, a.out, seed=a.seed, quick=a.quick, jobs=a.jobs,
                           **({"models": models} if models else {}))
@@ -236,6 +273,10 @@ def cmd_report(a) -> int:
 
 def cmd_validate(a) -> int:
     from rfedge.validate import format_summary, validate
+    from rfedge.validate_einsum import cli_validate, is_einsum_run
+
+    if is_einsum_run(a.run):   # paper 003's three devices + aggregator (rfedge.validate_einsum)
+        return cli_validate(a)
 
     s = validate(a.board, a.run, vectors=a.vectors, out_dir=a.out, resume=not a.no_resume, e2e_trials=a.e2e_trials,
                  timeout=a.timeout, junit=a.junit, stream=sys.stderr)
@@ -263,6 +304,10 @@ def cmd_flash(a) -> int:
 
 def cmd_bench_board(a) -> int:
     from rfedge.validate import bench_board, format_bench
+    from rfedge.validate_einsum import cli_bench_board, is_einsum_run
+
+    if is_einsum_run(a.run):   # instructions per inference per device vs the budget
+        return cli_bench_board(a)
 
     r = bench_board(a.board, a.run, runs=a.runs, out_dir=a.out, windows=a.windows, stream=sys.stderr)
     if a.json:
@@ -394,7 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     from rfedge.models import MODEL_KINDS
 
     sp = sub.add_parser("train", help="train a model on one fold of a dataset split")
-    sp.add_argument("model", choices=list(MODEL_KINDS))
+    sp.add_argument("model", choices=[*MODEL_KINDS, "einsum"],
+                    help="einsum: the three per-device Einsum networks of paper 003 on an rfid dataset "
+                         "(--split in-session: repetitions 16-19 test; cross-user --fold U: leave user U out)")
     sp.add_argument("--data", required=True, metavar="DIR", help="dataset directory")
     sp.add_argument("--split", default="in-session", metavar="NAME", help="split name (default in-session)")
     sp.add_argument("--fold", default="0", metavar="N", help="fold index or name (default 0)")
@@ -422,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("evaluate", help="a paper's evaluation protocol on a dataset")
     sp.add_argument("--data", required=True, metavar="DIR")
-    sp.add_argument("--protocol", default="paper002", help="paper002")
+    sp.add_argument("--protocol", default="paper002", help="paper002 (CSI) or paper003 (rfid, Einsum networks)")
     sp.add_argument("--out", required=True, metavar="RUN")
     sp.add_argument("--models", default=None, help="comma-separated subset of student,cnn,svm")
     sp.add_argument("--seed", type=int, default=0)
