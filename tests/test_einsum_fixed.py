@@ -46,9 +46,13 @@ PAPER = {"SPR": (116, 6), "SA": (29, 4), "WA": (38, 5)}
 PAPER_MACS = {"SPR": 12938, "SA": 3242, "WA": 6474}
 
 
-def paper_params(name, seed=3):
+def paper_params(name, seed=3, leaf_mixing=True):
     F, D = PAPER[name]
-    return ef.random_params(F, D, 2, 10, 10, 21, seed=seed, name=name)
+    return ef.random_params(F, D, 2, 10, 10, 21, seed=seed, name=name, leaf_mixing=leaf_mixing)
+
+
+FORMS = [True, False]  # leaf mixing (I = K everywhere), plain (I = L at layer 0)
+FORM_IDS = ["mix", "plain"]
 
 
 def realistic_inputs(p, n, seed=0):
@@ -88,15 +92,54 @@ def test_exp_and_log_primitives():
     assert np.max(np.abs(ex.lse_q(v) - ref)) <= 2.0
 
 
+def test_nlz_and_norm():
+    rng = np.random.default_rng(3)
+    t = np.concatenate([2 ** np.arange(32), 2 ** np.arange(1, 33) - 1, rng.integers(1, 2 ** 32, 5000)])
+    want = np.array([32 - int(v).bit_length() for v in t])
+    assert np.array_equal(ex.nlz32(t), want)
+    m, e = ex.norm(np.array([[0, 0], [1, 0], [3, 2 ** 31], [2 ** 20, 5]]), np.array([0, 0, 0, -7]))
+    # all zero -> the floor (all 1, then normalized); otherwise the top mantissa gets bit 31
+    assert m.tolist() == [[2 ** 31, 2 ** 31], [2 ** 31, 0], [3, 2 ** 31], [2 ** 31, 5 << 11]]
+    assert e.tolist() == [-31, -31, 0, -18]
+
+
+def test_gauss_table_and_leaf_index():
+    """GT is exp(-t^2/2) at the midpoints of S = 64 steps per sigma; the index formula (the table
+    centre folded into mb) lands within one step of S (z - mu) / sigma + OFF."""
+    t = (np.arange(ex.GT_N) - ex.GT_OFF + 0.5) / ex.GT_S
+    ref = 2.0 ** 32 * np.exp(-0.5 * t * t)
+    assert np.all(np.abs(ex.GT[:-1] - ref[:-1]) <= 0.5 + 1e-6 * ref[:-1]) and ex.GT[-1] == 0
+    # positive up to 6.5 sigma (2^32 exp(-21.1) ~ 2.9), monotone falling away from the centre
+    assert ex.GT.max() < 2 ** 32 and np.all(ex.GT[np.abs(t) <= 6.5] > 0)
+    assert np.all(np.diff(ex.GT[ex.GT_OFF:]) <= 0) and np.all(np.diff(ex.GT[:ex.GT_OFF]) >= 0)
+    p = paper_params("SA")
+    fx = ex.quantize_params(p, None)
+    z = np.linspace(-3, 3, 41)
+    X = p.x_mean + np.outer(z, p.x_scale)
+    xq = ex.quantize_inputs(fx, X).astype(np.int64)
+    d = 2 * xq[:, :, None] - fx.mb[None]
+    idx = ((d & ex.M32) * fx.g) >> 32
+    ideal = ex.GT_S * (xq[:, :, None] / 2.0 ** fx.zf - p.mu[None]) / p.sigma[None] + ex.GT_OFF
+    inside = (ideal > 1) & (ideal < 2 * ex.GT_OFF - 1)
+    assert inside.mean() > 0.5
+    assert np.max(np.abs(idx - ideal)[inside]) <= 1.5
+    assert np.all(idx[(ideal < -2) | (ideal > 2 * ex.GT_OFF + 2)] > 2 * ex.GT_OFF), "outside -> clamped"
+
+
 def test_c_tables_are_the_python_tables():
     src = (einsum_kernel_dir() / "rfe_einsum.c").read_text()
 
     def table(name):
-        body = re.search(rf"{name}\[\d+\] = \{{(.*?)\}};", src, re.S).group(1)
+        body = re.search(rf"\b{name}\[\d+\] = \{{(.*?)\}};", src, re.S).group(1)
         return np.array([int(t.rstrip("u")) for t in re.findall(r"-?\d+u?", body)], np.int64)
 
     assert np.array_equal(table("EXPT"), ex.EXPT)
     assert np.array_equal(table("LOGT"), ex.LOGT)
+    assert np.array_equal(table("GT"), ex.GT)
+    assert np.array_equal(table("NLZ8"), ex.NLZ8)
+    hdr = (einsum_kernel_dir() / "rfe_einsum.h").read_text()
+    for name, val in (("GT_OFF", ex.GT_OFF), ("KQ", ex.KQ), ("FAST_MIN", ex.FAST_MIN), ("MAX_I", ex.MAX_I)):
+        assert re.search(rf"#define RFE_EINSUM_{name} {val}u?\b", hdr), name
     # and both are what the docstring says they are
     assert np.array_equal(ex.EXPT, np.rint(2.0 ** 31 * 2.0 ** (-np.arange(256) / 256)))
     assert ex.LOGT[0] == 0 and ex.LOGT[256] == 65536
@@ -104,22 +147,29 @@ def test_c_tables_are_the_python_tables():
 
 # ---- fixed vs float --------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("mixing", FORMS, ids=FORM_IDS)
 @pytest.mark.parametrize("name", list(PAPER))
-def test_fixed_close_to_float_on_random_paper_nets(name):
-    p = paper_params(name)
+def test_fixed_close_to_float_on_random_paper_nets(name, mixing):
+    p = paper_params(name, leaf_mixing=mixing)
     X = np.random.default_rng(1).normal(size=(150, p.F)) * p.x_scale + p.x_mean
     fx = ex.quantize_params(p, X)
     lq = ex.to_nats(ex.fixed_log_posteriors(fx, ex.quantize_inputs(fx, X)))
     lf = ef.log_posteriors(p, X)
-    # the error budget: ~0.5 LU per rounded constant / log, summed along the tree
-    assert np.max(np.abs(lq - lf)) < 0.05
+    err = np.abs(lq - lf)
+    print(f"{name} {'mix' if mixing else 'plain'}: |log-posterior error| max {err.max():.4f} "
+          f"mean {err.mean():.5f} nats")
+    # the error budget: the input step and the Gaussian table (<= 1/128 sigma of distance each,
+    # i.e. ~|t|/128 nats per Gaussian), 2^-24-relative weights and products, 0.5 LU per log
+    assert np.max(err) < 0.05
+    # and the mean error stays well below the bound (no systematic bias)
+    assert np.mean(err) < 0.01
     # random nets have nearly flat posteriors: disagreements only where the float top-2 are close
     top2 = np.sort(lf, axis=1)[:, -2:]
     differ = np.argmax(lq, axis=1) != np.argmax(lf, axis=1)
     assert np.all((top2[:, 1] - top2[:, 0])[differ] < 0.05)
 
 
-def separable_net(F=38, D=3, C=21, R=2, seed=0, noise=1.0, eps=1e-3):
+def separable_net(F=38, D=3, C=21, R=2, seed=0, noise=1.0, eps=1e-3, leaf_mixing=False):
     """A naive-Bayes Einsum net built by hand: class c is a Gaussian with mean m_c and std `noise`
     on every feature. L = K = C: leaf component k is class k; every sum node passes component k
     on as output k (weight 1 - eps on (k, k), eps spread over the other pairs, so the off-diagonal
@@ -129,8 +179,8 @@ def separable_net(F=38, D=3, C=21, R=2, seed=0, noise=1.0, eps=1e-3):
     means = rng.normal(0.0, 1.0, (C, F)) * 0.55
     lw = []
     for l in range(D):
-        shape = ef.logw_shape(D, K, L, R, C, l)
-        w = np.full(shape, eps / (L * L - 1) if l == 0 else eps / (K * K - 1))
+        shape = ef.logw_shape(D, K, L, R, C, l, leaf_mixing=leaf_mixing)
+        w = np.full(shape, eps / (shape[-1] ** 2 - 1))
         o, i = shape[-3], shape[-1]
         for k in range(o):
             w[..., k, k, k] = 1.0 - eps
@@ -140,6 +190,11 @@ def separable_net(F=38, D=3, C=21, R=2, seed=0, noise=1.0, eps=1e-3):
         perm=np.stack([rng.permutation(F) for _ in range(R)]).astype(np.int32),
         bounds=ef.balanced_bounds(F, D), mu=means.T.copy(), sigma=np.full((F, L), noise),
         logw=lw, logw_mix=np.full((C, R), -np.log(R)), log_prior=np.full(C, -np.log(C)))
+    if leaf_mixing:
+        # leaf density k of a feature: mostly Gaussian k, a little of every other one
+        wl = np.full((F, K, L), eps / (L - 1))
+        wl[:, np.arange(K), np.arange(L)] = 1.0 - eps
+        p.logw_leaf = np.log(wl)
     return p.validate(), means
 
 
@@ -150,8 +205,9 @@ def sample_separable(p, means, n, seed, noise=1.0):
     return z * p.x_scale + p.x_mean, y
 
 
-def test_accuracy_drop_on_separable_problem():
-    p, means = separable_net()
+@pytest.mark.parametrize("mixing", FORMS, ids=FORM_IDS)
+def test_accuracy_drop_on_separable_problem(mixing):
+    p, means = separable_net(leaf_mixing=mixing)
     Xc, _ = sample_separable(p, means, 200, seed=1)
     X, y = sample_separable(p, means, 1500, seed=2)
     fx = ex.quantize_params(p, Xc)
@@ -166,32 +222,34 @@ def test_accuracy_drop_on_separable_problem():
 
 # ---- saturation ------------------------------------------------------------------------------------
 
-def test_saturation_at_extreme_inputs():
-    p = paper_params("SA")
+@pytest.mark.parametrize("mixing", FORMS, ids=FORM_IDS)
+def test_saturation_at_extreme_inputs(mixing):
+    p = paper_params("SA", leaf_mixing=mixing)
     fx = ex.quantize_params(p, realistic_inputs(p, 50)[10:])
     X = realistic_inputs(p, 8)
     Xq = ex.quantize_inputs(fx, X)
     assert Xq.dtype == np.int16
     assert np.all(Xq[1] == 32767) and np.all(Xq[2] == -32767) and np.all(Xq[3] == 0)
     assert np.all(Xq[4, ::3] == 0) and np.all(Xq[5, ::2] == 32767)
-    # far from every component: the quadratic term is capped at qmax, so the leaf value is c - qmax
-    far = np.full((1, p.F), 32767, np.int16)
-    lf = ex.fixed_leaves(fx, far)[0]
-    dist = np.abs(32767 - fx.muq)
-    capped = dist * fx.g / 2.0 ** fx.sh > ex.E_MAX + 1
-    assert capped.any()
-    assert np.all(lf[capped] == fx.c[capped] - fx.qmax)
-    assert np.all(lf >= fx.c - fx.qmax)
-    # int16 min (a device may feed it; quantize_inputs never does) behaves like -32767 up to 1 LSB
-    lo = ex.fixed_log_posteriors(fx, np.full((1, p.F), -32768, np.int16))
-    assert np.all(np.isfinite(lo))
+    # far from every component: the slow path, every log-value capped at qmax, so the exponent of
+    # a feature is bounded: e >= 1 - qmax/256 - 31 (the NORM after the cap)
+    far = np.array([[32767] * p.F, [-32768] * p.F], np.int16)
+    m, e, slow = ex.fixed_leaves(fx, far)
+    assert slow.all()
+    assert np.all(e >= 1 - fx.qmax // 256 - 31) and np.all(e <= 1)
+    assert np.all(np.bitwise_or.reduce(m, axis=-1) >= 2 ** 31), "normalized"
+    # the fast path covers the centre; the middle of the calibration data mostly takes it
+    _, _, slow_mid = ex.fixed_leaves(fx, Xq[3:4])
+    assert not slow_mid.any()
     # every output stays in int32 and normalized: the LSE over classes is 0 within a few LU
-    allq = np.concatenate([Xq, far, np.full((1, p.F), -32768, np.int16)])
+    allq = np.concatenate([Xq, far])
     lp = ex.fixed_log_posteriors(fx, allq)
     assert lp.min() > -(2 ** 31) and lp.max() < 2 ** 31
     assert np.all(np.abs(ex.lse_q(lp)) <= 8)
-    ll = ex.fixed_log_likelihoods(fx, allq)
-    assert ll.min() > -(2 ** 30) - (2 ** 26), "qmax keeps the sum of leaves above -2^30 (plus node floors)"
+    j = ex.fixed_joint(fx, allq)
+    # qmax keeps the sum of leaves above -2^29 LU (plus the NORM shifts and the prior floor)
+    assert j.min() > -(2 ** 29) - 32 * 256 * (p.F + 2 ** p.D) - 2 ** 24
+    assert np.all(np.isfinite(ex.to_nats(lp)))
 
 
 def test_quantize_rejects_bad_shapes():
@@ -205,6 +263,13 @@ def test_quantize_rejects_bad_shapes():
         bad = paper_params("SA")
         bad.sigma = -bad.sigma
         ex.quantize_params(bad, None)
+    # a Gaussian too wide for the input step: its table gain g would drop below 2^12 (a wrapped
+    # negative distance must still land beyond the table)
+    wide = paper_params("SA")
+    wide.sigma = wide.sigma.copy()
+    wide.sigma[0, 0] = 1e6
+    with pytest.raises(RfedgeError, match="field 'sigma'.*too wide"):
+        ex.quantize_params(wide, None)
 
 
 def test_fixed_fuse_semantics():
@@ -224,19 +289,21 @@ def test_fixed_fuse_semantics():
 def paper_builds(tmp_path_factory):
     need_cc()
     out = {}
-    for name in PAPER:
-        p = paper_params(name)
-        X = realistic_inputs(p, 120, seed=hash(name) % 1000)
-        fx = ex.quantize_params(p, X[10:])
-        exe = compile_einsum_host(fx, tmp_path_factory.mktemp(name), prefix=name.lower(), cc=host_cc(),
-                                  extra_flags=["-Werror"])
-        out[name] = (p, fx, X, exe)
+    for mixing, tag in zip(FORMS, FORM_IDS):
+        for name in PAPER:
+            p = paper_params(name, leaf_mixing=mixing)
+            X = realistic_inputs(p, 120, seed=hash(name) % 1000)
+            fx = ex.quantize_params(p, X[10:])
+            exe = compile_einsum_host(fx, tmp_path_factory.mktemp(name + tag), prefix=name.lower(), cc=host_cc(),
+                                      extra_flags=["-Werror"])
+            out[name, mixing] = (p, fx, X, exe)
     return out
 
 
+@pytest.mark.parametrize("mixing", FORMS, ids=FORM_IDS)
 @pytest.mark.parametrize("name", list(PAPER))
-def test_c_equals_integer_reference(paper_builds, name):
-    p, fx, X, exe = paper_builds[name]
+def test_c_equals_integer_reference(paper_builds, name, mixing):
+    p, fx, X, exe = paper_builds[name, mixing]
     Xq = ex.quantize_inputs(fx, X)
     rng = np.random.default_rng(4)
     raw = rng.integers(-32768, 32768, (20, p.F)).astype(np.int16)  # any int16 at all, incl. -32768
@@ -244,6 +311,8 @@ def test_c_equals_integer_reference(paper_builds, name):
     raw[1] = 32767
     raw[2] = 0
     Xq = np.concatenate([Xq, raw])
+    _, _, slow = ex.fixed_leaves(fx, Xq)
+    assert slow.any() and not slow.all(), "both leaf paths are exercised"
     lp_c, lab_c = run_einsum_host(exe, Xq, p.C)
     lp_py = ex.fixed_log_posteriors(fx, Xq)
     assert np.array_equal(lp_c, lp_py), f"first mismatch at {np.argwhere(lp_c != lp_py)[:3].tolist()}"
@@ -251,7 +320,7 @@ def test_c_equals_integer_reference(paper_builds, name):
 
 
 def test_c_fusion_equals_integer_reference(paper_builds):
-    _, _, _, exe = paper_builds["SA"]
+    _, _, _, exe = paper_builds["SA", True]
     rng = np.random.default_rng(5)
     lps = [rng.integers(-(2 ** 31), 2 ** 31, (200, 21)).astype(np.int32) for _ in range(3)]
     lps[0][:50] = rng.integers(-3000, 0, (50, 21))  # ordinary log-posteriors
@@ -269,7 +338,9 @@ def test_fusion_of_three_paper_nets_matches_float(paper_builds):
     """The aggregator's integer fusion against the float product of posteriors."""
     lq, lf = [], []
     n = None
-    for name, (p, fx, X, exe) in paper_builds.items():
+    for (name, mixing), (p, fx, X, exe) in paper_builds.items():
+        if not mixing:
+            continue
         Xs = np.random.default_rng(8).normal(size=(100, p.F)) * p.x_scale + p.x_mean
         lq.append(run_einsum_host(exe, ex.quantize_inputs(fx, Xs), p.C)[0])
         lf.append(ef.log_posteriors(p, Xs))
@@ -306,11 +377,12 @@ def _sanitizer_works(cc, tmp_path) -> bool:
     return p.returncode == 0 and subprocess.run([str(tmp_path / "t")], capture_output=True).returncode == 0
 
 
-def test_c_under_sanitizers(tmp_path):
+@pytest.mark.parametrize("mixing", FORMS, ids=FORM_IDS)
+def test_c_under_sanitizers(tmp_path, mixing):
     cc = need_cc()
     if not _sanitizer_works(cc, tmp_path):
         pytest.skip(f"{cc} cannot build/run -fsanitize=address,undefined programs (runtime missing)")
-    p = paper_params("SA")
+    p = paper_params("SA", leaf_mixing=mixing)
     X = realistic_inputs(p, 40)
     fx = ex.quantize_params(p, X[10:])
     exe = compile_einsum_host(fx, tmp_path / "gen", "sa", cc=cc,
@@ -325,6 +397,11 @@ def test_c_under_sanitizers(tmp_path):
 
 # ---- rv32 (QEMU virt, rv32imc) -------------------------------------------------------------------
 
+# measured instructions per inference on qemu-rv32 (mean over in-distribution inputs), a guard
+# against regressions of the kernels with ~5 % slack; the issue's goal is in docs/einsum.md
+RV32_GUARD = {"SA": 19000}
+
+
 def test_rv32_bit_exact_and_instruction_count(tmp_path):
     if not (shutil.which(RV32_CC) and shutil.which(QEMU_RV32)):
         if _required("qemu"):
@@ -332,17 +409,19 @@ def test_rv32_bit_exact_and_instruction_count(tmp_path):
         pytest.skip(f"{RV32_CC} or {QEMU_RV32} not installed")
     p = paper_params("SA")
     X = realistic_inputs(p, 6)
+    Xn = np.random.default_rng(8).normal(size=(4, p.F)) * p.x_scale + p.x_mean
     fx = ex.quantize_params(p, X)
-    Xq = ex.quantize_inputs(fx, X)
-    r = measure_rv32(fx, Xq, tmp_path, "sa")
+    Xq = np.concatenate([ex.quantize_inputs(fx, X), ex.quantize_inputs(fx, Xn)])
+    r = measure_rv32(fx, Xq, tmp_path, "sa", profile=True)
     assert np.array_equal(r["logposts"], ex.fixed_log_posteriors(fx, Xq))
     assert np.array_equal(r["labels"], ex.fixed_predict(fx, Xq))
+    assert np.all(sum(r["stages"].values()) <= r["instructions"])
+    r = measure_rv32(fx, Xq[-4:], tmp_path / "plain", "sa")  # without the profiling marks
     ops = actual_ops(fx)
     per = float(np.mean(r["instructions"]))
-    print(f"SA on rv32: {per:.0f} instructions/inference = {per / PAPER_MACS['SA']:.1f} x paper MACs, "
+    print(f"SA on rv32: {per:.0f} instructions/inference = {per / PAPER_MACS['SA']:.2f} x paper MACs, "
           f"{per / ops['total']:.2f} x our operations ({ops})")
-    # a guard against regressions of the kernels, not the goal (see the report for the goal)
-    assert per < 7 * ops["total"]
+    assert per < RV32_GUARD["SA"]
 
 
 def test_a_compiler_is_there_when_required():
@@ -352,22 +431,41 @@ def test_a_compiler_is_there_when_required():
 
 @pytest.mark.parametrize("name", list(PAPER))
 def test_operation_counts(name):
-    """actual_ops reproduces paper 003's Table IV totals, and counts the L x L first layer we do."""
-    fx = ex.quantize_params(paper_params(name), None)
-    ops = actual_ops(fx)
-    assert ops["paper_macs"] == PAPER_MACS[name]
+    """actual_ops reproduces paper 003's Table IV totals and counts what the kernels do."""
     F, D = PAPER[name]
-    # layer 0: R * 2^(D-1) nodes * K outputs * (L*L + L); then K*K + K per output above
-    assert ops["einsum_macs"] == 10 * 2 ** (D - 1) * 2 * 110 + 10 * (2 ** (D - 1) - 2) * 2 * 6 + 10 * 21 * 6
+    for mixing in FORMS:
+        ops = actual_ops(ex.quantize_params(paper_params(name, leaf_mixing=mixing), None))
+        assert ops["paper_macs"] == PAPER_MACS[name]
+        assert ops["leaf_gaussians"] == F * 10
+        assert ops["root_and_mix_macs"] == 10 * 4 + 10 * 21 * 4
+        nodes = 10 * (2 ** D - 2)  # non-root nodes
+        if mixing:
+            # every node K x K: 4 products + 2 x 4 weighted sums
+            assert ops["leaf_mix_macs"] == F * 10 * 2
+            assert ops["einsum_macs"] == nodes * 12
+        else:
+            # layer 0 (I = L = 10 > K): K * L * (L + 1) = 220 per node, then 12 per node
+            first = 10 * 2 ** (D - 1)
+            assert ops["einsum_macs"] == first * 220 + (nodes - first) * 12
 
 
-@pytest.mark.parametrize("dims", [(9, 1, 3, 7, 2, 3), (20, 3, 7, 5, 3, 4), (16, 4, 2, 16, 1, 2)])
+GENERIC = [
+    # (F, D, K, L, R, C, leaf mixing): sizes outside the unrolled set take the generic kernels
+    (9, 1, 3, 7, 2, 3, False),  # D = 1: the leaves go straight to the root, I = L = 7
+    (20, 3, 7, 5, 3, 4, False),  # K > L: the product order at layer 0
+    (16, 4, 2, 16, 1, 2, False),  # the unrolled factored order (I = 16 > K)
+    (20, 3, 3, 5, 3, 4, True),  # leaf mixing with K = 3
+    (9, 2, 2, 4, 2, 3, True),  # K = 2, D = 2: no fused first layers
+    (40, 3, 2, 5, 2, 3, True),  # K = 2 with regions of 5 features and L = 5 (generic leaf)
+    (6, 1, 2, 8, 3, 2, True),  # K = 2, D = 1
+]
+
+
+@pytest.mark.parametrize("dims", GENERIC, ids=[str(d) for d in GENERIC])
 def test_c_generic_paths_equal_integer_reference(tmp_path, dims):
-    """Sizes outside the unrolled set (I = 7, L = 5, 7) take the generic kernels; D = 1 goes from the
-    leaves straight to the root."""
     cc = need_cc()
-    F, D, K, L, R, C = dims
-    p = ef.random_params(F, D, K, L, R, C, seed=sum(dims))
+    F, D, K, L, R, C, mixing = dims
+    p = ef.random_params(F, D, K, L, R, C, seed=sum(dims), leaf_mixing=mixing)
     X = realistic_inputs(p, 40, seed=2)
     fx = ex.quantize_params(p, X[10:])
     exe = compile_einsum_host(fx, tmp_path, "g", cc=cc, extra_flags=["-Werror"])

@@ -21,6 +21,12 @@ def params():
     return ef.random_params(F=13, D=3, K=2, L=3, R=2, C=4, seed=5, name="SA")
 
 
+@pytest.fixture
+def mixed():
+    """The leaf-mixing form: every feature mixes its L = 3 Gaussians into K = 2 densities."""
+    return ef.random_params(F=13, D=3, K=2, L=3, R=2, C=4, seed=6, name="SA", leaf_mixing=True)
+
+
 def _x(p, n, seed=0):
     return np.random.default_rng(seed).normal(size=(n, p.F)) * p.x_scale + p.x_mean
 
@@ -38,6 +44,30 @@ def test_round_trip(tmp_path, params):
             assert np.array_equal(np.asarray(a), np.asarray(b)), f.name
     X = _x(params, 20)
     assert np.array_equal(ef.log_posteriors(params, X), ef.log_posteriors(q, X))
+
+
+def test_round_trip_leaf_mixing(tmp_path, mixed, params):
+    assert mixed.leaf_mixing and mixed.I0 == 2 and not params.leaf_mixing and params.I0 == 3
+    assert mixed.logw[0].shape == (2, 4, 2, 2, 2), "layer 0 is K x K with leaf mixing"
+    ef.save(mixed, tmp_path / "m.npz")
+    ef.save(params, tmp_path / "p.npz")
+    with np.load(tmp_path / "m.npz") as z:
+        assert int(z["format_version"]) == 2 and z["logw_leaf"].shape == (13, 2, 3)
+    with np.load(tmp_path / "p.npz") as z:
+        assert int(z["format_version"]) == 1 and "logw_leaf" not in z.files
+    q = ef.load(tmp_path / "m.npz")
+    assert np.array_equal(q.logw_leaf, mixed.logw_leaf)
+    X = _x(mixed, 20)
+    assert np.array_equal(ef.log_posteriors(q, X), ef.log_posteriors(mixed, X))
+    assert ef.load(tmp_path / "p.npz").logw_leaf is None
+    # the version marks the form: a version-2 file without the field, or a version-1 file with
+    # it, is refused (a version-1 reader must not evaluate a mixing net as L x L)
+    _rewrite(tmp_path / "m.npz", tmp_path / "v2bare.npz", drop=("logw_leaf",))
+    with pytest.raises(RfedgeError, match="logw_leaf"):
+        ef.load(tmp_path / "v2bare.npz")
+    _rewrite(tmp_path / "m.npz", tmp_path / "v1mix.npz", format_version=np.asarray(1))
+    with pytest.raises(RfedgeError, match="logw_leaf"):
+        ef.load(tmp_path / "v1mix.npz")
 
 
 def test_save_refuses_invalid_and_keeps_old_file(tmp_path, params):
@@ -154,6 +184,33 @@ def test_validate_names_the_bad_field(params, field):
         bad.validate()
 
 
+def _leaf_unnorm(p):
+    return {"logw_leaf": p.logw_leaf + 0.01}
+
+
+def _leaf_nan(p):
+    a = p.logw_leaf.copy()
+    a[3, 1, 0] = np.nan
+    return {"logw_leaf": a}
+
+
+BAD_MIX = {
+    "logw_leaf": _leaf_unnorm,
+    "logw_leaf ": _leaf_nan,
+    "logw_leaf  ": lambda p: {"logw_leaf": p.logw_leaf[:, :, :2]},
+    # the mixing form expects K x K at layer 0; an L x L layer is the plain form's shape
+    "logw[0]": lambda p: {"logw_leaf": ef.random_params(13, 3, 2, 3, 2, 4, seed=1, leaf_mixing=True).logw_leaf,
+                          "logw": ef.random_params(13, 3, 2, 3, 2, 4, seed=1).logw},
+}
+
+
+@pytest.mark.parametrize("field", list(BAD_MIX))
+def test_validate_names_the_bad_field_leaf_mixing(mixed, field):
+    bad = dataclasses.replace(mixed, **BAD_MIX[field](mixed))
+    with pytest.raises(RfedgeError, match="field '" + re.escape(field.strip()) + "'"):
+        bad.validate()
+
+
 def test_validate_accepts_zero_weights(params):
     # hard zeros (-inf) are legitimate log-weights as long as each block stays normalized
     lw = [w.copy() for w in params.logw]
@@ -187,7 +244,13 @@ def slow_log_likelihoods(p, X):
             regs = []
             for j in range(2 ** p.D):
                 feats = p.perm[r, p.bounds[j]:p.bounds[j + 1]]
-                regs.append([sum(norm.logpdf(z[f], p.mu[f, k], p.sigma[f, k]) for f in feats) for k in range(p.L)])
+                if p.logw_leaf is None:
+                    regs.append([sum(norm.logpdf(z[f], p.mu[f, k], p.sigma[f, k]) for f in feats)
+                                 for k in range(p.L)])
+                else:  # density k of feature f: sum_l w[f,k,l] N(z_f; mu[f,l], sigma[f,l])
+                    regs.append([sum(np.log(sum(np.exp(p.logw_leaf[f, k, l]) * norm.pdf(z[f], p.mu[f, l], p.sigma[f, l])
+                                                for l in range(p.L))) for f in feats)
+                                 for k in range(p.K)])
             for l in range(p.D):
                 W = p.logw[l][r]
                 new = []
@@ -204,12 +267,18 @@ def slow_log_likelihoods(p, X):
     return out
 
 
+@pytest.mark.parametrize("leaf_mixing", [False, True], ids=["plain", "mix"])
 @pytest.mark.parametrize("dims", [(13, 3, 2, 3, 2, 4), (9, 1, 3, 4, 3, 2), (20, 2, 3, 2, 1, 5)])
-def test_reference_matches_slow_per_node(dims):
+def test_reference_matches_slow_per_node(dims, leaf_mixing):
     F, D, K, L, R, C = dims
-    p = ef.random_params(F, D, K, L, R, C, seed=F + D)
+    p = ef.random_params(F, D, K, L, R, C, seed=F + D, leaf_mixing=leaf_mixing)
     X = _x(p, 7, seed=1)
-    X[0] *= 30.0  # far outlier: the max-shift of the log-sum-exp must hold
+    X[0] = p.x_mean + 6.0 * p.x_scale  # an outlier whose densities the slow scipy path still resolves
+    if not leaf_mixing:
+        X[1] *= 30.0  # far outlier: the max-shift of the log-sum-exp must hold (logpdf resolves it)
+    else:  # the slow path's pdf underflows there; the vectorized code must stay finite
+        far = X[:1] * 30.0
+        assert np.all(np.isfinite(ef.log_likelihoods(p, far))) and np.all(ef.log_likelihoods(p, far) < -100)
     fast = ef.log_likelihoods(p, X, chunk=3)
     np.testing.assert_allclose(fast, slow_log_likelihoods(p, X), rtol=1e-10, atol=1e-9)
     lp = ef.log_posteriors(p, X)
@@ -218,10 +287,11 @@ def test_reference_matches_slow_per_node(dims):
     assert np.array_equal(ef.predict(p, X), np.argmax(lp, axis=1))
 
 
-def test_density_integrates_to_one():
+@pytest.mark.parametrize("leaf_mixing", [False, True], ids=["plain", "mix"])
+def test_density_integrates_to_one(leaf_mixing):
     """F = 2, D = 1: p(x|c) over the plane (x in raw units, so the standardization's Jacobian
     1/prod(x_scale) is part of it) must integrate to 1 for every class."""
-    p = ef.random_params(F=2, D=1, K=2, L=3, R=2, C=3, seed=7)
+    p = ef.random_params(F=2, D=1, K=2, L=3, R=2, C=3, seed=7, leaf_mixing=leaf_mixing)
     p.x_scale = np.array([0.5, 2.0])
     p.x_mean = np.array([1.0, -3.0])
     g0 = np.linspace(-12, 12, 801) * p.x_scale[0] + p.x_mean[0]

@@ -1,54 +1,78 @@
 """Fixed-point Einsum networks: quantization and the bit-exact integer reference of the C kernels
 (mcu/core/einsum/rfe_einsum.c). Every function here does exactly the integer arithmetic the C does.
 
-Design
-------
-* Log unit (LU): 1/256 of a bit, i.e. a log-value v means log2(p) = v / 256 (``LU_BITS = 8``).
-  All log-values (leaf, node outputs, log-likelihoods, log-posteriors) are int32: leaf sums of
-  squared deviations over up to a few hundred features with outliers do not fit int16 in any
-  useful unit, and int32 adds cost the same as int16 on rv32.
+Design (block floating point: linear domain inside the circuit, logs only at the leaves' rare
+slow path and at the classes)
+------------------------------------------------------------------------------------------
+* Numbers inside the circuit are vectors of uint32 mantissas m_k with one shared int32 exponent e
+  (bits): value_k = m_k / 2^32 * 2^e. "Normalized" means the largest mantissa has bit 31 set.
+  ``mulhu(a, b) = (a * b) >> 32`` (one rv32im instruction) multiplies two such numbers (exponents
+  add); Q32 weights (w * 2^32) scale them.
+* NORM(s, e): top = OR of the mantissas; top == 0 -> every mantissa := 1 (the floor; no log of 0
+  anywhere); n = leading zeros of top (table NLZ8 of the 8-bit leading-zero counts, looked up on
+  the highest non-zero byte: rv32imc has no clz); m_k = s_k << n, e -= n.
+  NORM24 (einsum nodes): nothing when top >= 2^24, else NORM. A node's inputs then keep >= 24
+  bits and their products >= 16 bits (relative error <= 2^-16 per product, ~1e-4 nats along a
+  tree, against ~1e-2 of the Gaussian table), and about every second layer skips the shifts.
 * Input: standardized feature z as int16 ``zq = sat16(round_half_even(z * 2^ZF))`` (nan -> 0,
-  +-inf -> +-32767) with one ZF per model: the largest ZF in [0, 14] that holds the leaf means
-  +- 4 sigma and 1.5 x the calibration data's 99.9th percentile of |z|, raised if needed until the
-  input step is <= min(sigma) / 64. Features beyond the int16 range saturate (the leaf sees the
-  clipped value).
-* Leaf (feature f, component k), all integers::
+  +-inf -> +-32767), one ZF per model (the largest in [0, 14] holding the leaf means +- 4 sigma and
+  1.5 x the calibration 99.9th percentile of |z|, raised if needed until the step is <= sigma_min/64).
+* Leaves, per feature f (shared by all repetitions). Gaussian l is looked up in a table over the
+  standardized distance, the table centre folded into the mean (no add per Gaussian)::
 
-      d  = |zq - muq[f,k]|                     (<= 65535)
-      e  = (d * g[f,k] + 2^(sh[f,k]-1)) >> sh[f,k]   (unsigned 32-bit; e ~ 16 sqrt(A) |z-mu| / sigma)
-      q  = qmax                 if e > 46340
-           min((e*e) >> 8, qmax) otherwise
-      lf = c[f,k] - q
+      idx = mulhu((2 zq - mb[f,l]) mod 2^32, g[f,l]),  replaced by 2 OFF when > 2 OFF
+      v_l = GT[idx],  GT[i] = round(2^32 exp(-t^2 / 2)), t = (i - OFF + 1/2) / S, GT[2 OFF] = 0
 
-  where A = 128 log2(e) so that q = 256 * 0.5 log2(e) ((z-mu)/sigma)^2 LU, and
-  c = round(256 (-log2 sigma - 0.5 log2 2 pi)). ``qmax = min(2^29 // F, 46340^2 >> 8)`` caps the
-  quadratic term per feature (saturation at extreme inputs) so no sum further down can overflow.
-* Leaf region (per repetition): int32 sum of lf over the region's features.
-* Einsum node (I inputs per side, O outputs; log-einsum-exp in the linear domain)::
-
-      mu = max_i u_i ; mv = max_j v_j
-      a_i = EXP(mu - u_i) ; b_j = EXP(mv - v_j)          Q31 unsigned, EXP(0) = 2^31
-      t_i = sum_j mulhu(W[o,i,j], b_j)                   Q30, < 2^31 (weights sum to ~2^31)
-      s   = sum_i mulhu(a_i, t_i)                        Q29, rows with a_i == 0 are skipped (exact)
-      out_o = mu + mv + LOG2(s) - 29*256
-
-  with ``mulhu(x, y) = (x*y) >> 32`` (one rv32im instruction), ``W = min(round(2^31 exp(logw)), 2^31)``,
-  ``EXP(d) = 0 if d >= 32*256 else EXPT[d & 255] >> (d >> 8)``, ``EXPT[f] = round(2^31 2^(-f/256))``
-  and ``LOG2(s)`` (s == 0 is taken as 1) = n*256 + round_half_up(v / 256) where n is the index of the
-  top bit of s, m = s << (31-n), idx = bits 30..23 of m, frac = bits 22..7 of m,
-  v = LOGT[idx] + (((LOGT[idx+1] - LOGT[idx]) * frac) >> 16), LOGT[i] = round(2^16 log2(1 + i/256)).
-* Mixture over repetitions, and posterior normalization: LSE of n int32 log-values::
-
-      m = max v ; s = sum (EXP(m - v_i) >> rsh) ; LSE = m + LOG2(s) - (31 - rsh)*256,
-      rsh = ceil(log2 n) (so s <= 2^31).
-
-  log p(x|c) = LSE_r(mixq[c,r] + root_r[c]); logpost_c = j_c - LSE_c(j), j_c = log p(x|c) + priorq[c].
-  mixq and priorq are LU (round(256 log2 w)), -inf and anything below floored at ``LOG_FLOOR = -2^24``.
+  with g = round(2^31 S / (sigma 2^ZF)) in [2^12, 2^31) and mb = 2 round(mu 2^ZF) - B,
+  B = round(OFF 2^32 / g): idx ~ S (z - mu) / sigma + OFF (the rounding of B shifts the centre by at
+  most half a table step). A distance below the table wraps to >= 2^32 - 2^17 and, because
+  g >= 2^12, lands beyond 2 OFF too. S = 64 table steps per sigma, OFF = 7 S (+-7 sigma; beyond,
+  exp(-t^2/2) 2^32 < 1).
+  The K leaf densities (leaf mixing; without it K -> L with a diagonal mixing) are
+  s_k = sum_l mulhu(WL[f,k,l], v_l), WL = floor((2^32 - 16) w_fkl / (sigma_fl A_f)),
+  A_f = max_k sum_l w_fkl / sigma_fl, so s_k < 2^32. log2(A_f / sqrt(2 pi)) summed over the
+  features is one constant ``const_lu`` (every repetition holds every feature once).
+  Fast path: top = OR_k s_k >= 2^16 -> NORM with e = 0.
+  Slow path (top < 2^16: every component far away, or weights on far components only), in the
+  log domain so that nothing underflows: u = mulh(2 zq - mb, g) - OFF (signed), w = |2u + 1| (~ 2 S |t|),
+  q_l = min((w^2 * KQ) >> 24, qmax) (LU = 1/256 bit of exp(-t^2/2); KQ = round(2^24 * 32 log2(e) / S^2)),
+  base = min_l q_l & ~255, v_l = EXP(q_l - base), s_k = sum_l mulhu(WL[f,k,l], v_l),
+  e = 1 - (base >> 8), then NORM. qmax = min(2^29 // F, 2^24) caps a feature's contribution (the
+  saturation at extreme inputs: no exponent sum can overflow).
+* Leaf region of a repetition: the product of its features: the first feature's (m, e), then per
+  further feature m_k = mulhu(m_k, m_f,k), e += e_f, and NORM except after the last product (a
+  product of two normalized vectors keeps ~30 bits; the first einsum layer normalizes).
+* Einsum node (I inputs per side, K outputs), whichever order has fewer products:
+  I <= K: p_ij = mulhu(a_i, b_j), s_k = sum_ij mulhu(W[k,i,j], p_ij)      (I^2 (K + 1) products);
+  I > K (the plain form's first layer, I = L): t_ki = sum_j mulhu(W[k,i,j], b_j),
+  s_k = sum_i mulhu(a_i, t_ki)                                             (K I (I + 1) products);
+  e = e_a + e_b; NORM24. W = floor((2^32 - 16) exp(logw)), so sum_ij W < 2^32 and every partial
+  sum (p, t, s) < 2^32.
+* Root and mixture over repetitions in one dot product per class: the root's products
+  p_rij = mulhu(a_i, b_j), e_r = e_a + e_b; E = max_r e_r; P_rij = p_rij >> (E - e_r + rshR)
+  (0 when that shift is >= 32; rshR = ceil(log2 R) keeps the sum < 2^32);
+  acc_c = sum_{r,i,j} mulhu(WR[r,c,i,j], P_rij) with the repetition mixture folded into the weights:
+  WR[r,c,i,j] = floor((2^32 - 16) exp(logw[r,c,i,j]) mix[c,r] / max_r' mix[c,r']);
+  J_c = ((E + rshR - 32) << 8) + LOG2(acc_c) + pc_c + const_lu, the log2 joint p(x, c) in LU,
+  with pc_c = LU(log(prior_c max_r mix[c,r])) (LU: round(256 log2), -inf and below floored at
+  LOG_FLOOR = -2^24).
+* Output: log-posterior lp_c = J_c - LSE_c(J) in LU (log2 P(c|x) = lp / 256; ``to_nats``).
+  LSE (as before): m = max v; s = sum (EXP(m - v_i) >> rsh); m + LOG2(s) - (31 - rsh) 256,
+  rsh = ceil(log2 n); EXP(d) = 0 if d >= 32*256 else EXPT[d & 255] >> (d >> 8),
+  EXPT[f] = round(2^31 2^(-f/256)); LOG2(s) (s == 0 taken as 1) = n 256 + round_half_up(v / 256),
+  n = index of the top bit, m = s << (31 - n), idx = bits 30..23, frac = bits 22..7 of m,
+  v = LOGT[idx] + (((LOGT[idx+1] - LOGT[idx]) frac) >> 16), LOGT[i] = round(2^16 log2(1 + i/256)).
 * Fusion of several networks (aggregator): score_c = sum_n clamp(lp_n[c], -2^27, 2^27) (no overflow
   for up to 15 networks); label = the smallest c with the maximal score.
 
-Rounding: numpy ``rint`` (half to even) for every quantized constant and the input; integer
-shifts in the datapath are floor (arithmetic) except where round_half_up is written above.
+Int32 ranges: |2 zq - mb| < 2^31 (B <= OFF 2^20 since g >= 2^12) and g < 2^31, so |u| <= 2^17 and
+w < 2^18 in the slow path; (w^2 KQ) >> 24 is exact in 64 bits here, and the C takes it as
+mulhu(w^2, KQ << 8) for w < 2^16 (w^2 < 2^32) and as "above qmax" beyond (there it exceeds 2^24);
+exponents: a leaf >= -(qmax/256 + 31), every NORM >= -31, so |E| < 2^23 for F, 2^D <= 2^16 and
+E * 256 + LOG2 + pc_c + const_lu stays inside int32.
+
+Rounding: numpy ``rint`` (half to even) for the quantized constants and the input, floor for the
+Q32 weights; datapath shifts are floor (arithmetic) except where round_half_up is written above.
 """
 
 from __future__ import annotations
@@ -62,12 +86,17 @@ from rfedge.models.einsum_format import EinsumParams
 
 LU_BITS = 8
 LU = 1 << LU_BITS
-EXP_Q = 31  # a_i, b_j, weights
-NODE_Q = 29  # s of an einsum node (Q31 * Q31 -> Q30 -> Q29)
-E_MAX = 46340  # largest e with e*e < 2^31
+EXP_Q = 31  # EXPT
 LOG_FLOOR = -(1 << 24)
 FUSE_CLAMP = 1 << 27
 M32 = (1 << 32) - 1
+GT_S = 64  # Gaussian table steps per sigma
+GT_OFF = 7 * GT_S  # table centre: +-7 sigma
+GT_N = 2 * GT_OFF + 1
+FAST_MIN = 1 << 16  # leaf fast path needs top >= 2^16
+WSUM = (1 << 32) - 16  # Q32 weight scale (floor): sums stay < 2^32
+KQ = int(np.rint(2.0 ** 24 * 32.0 * np.log2(np.e) / GT_S ** 2))
+MAX_I = 64  # I0, K limit of the C (stack arrays)
 
 
 def _exp_table() -> np.ndarray:
@@ -80,8 +109,22 @@ def _log_table() -> np.ndarray:
     return np.rint(65536.0 * np.log2(1.0 + i / LU)).astype(np.int64)
 
 
+def _gauss_table() -> np.ndarray:
+    t = (np.arange(GT_N) - GT_OFF + 0.5) / GT_S
+    gt = np.minimum(np.rint(2.0 ** 32 * np.exp(-0.5 * t * t)), M32).astype(np.int64)
+    gt[-1] = 0  # the clamp target of every index outside the table
+    return gt
+
+
+def _nlz8_table() -> np.ndarray:
+    b = np.arange(256)
+    return np.array([8 - int(v).bit_length() for v in b], np.int64)
+
+
 EXPT = _exp_table()  # (256,) int64 values < 2^32
 LOGT = _log_table()  # (257,) LOGT[256] = 65536
+GT = _gauss_table()  # (GT_N,) Q32 Gaussian
+NLZ8 = _nlz8_table()  # (256,) leading zeros of a byte (NLZ8[0] = 8)
 
 
 @dataclass
@@ -93,19 +136,22 @@ class FixedEinsum:
     R: int
     C: int
     F: int
+    I0: int  # leaf densities per region: K (leaf mixing) or L
+    mixing: bool  # leaf mixing (else WL is diagonal)
     zf: int  # input fraction bits
     x_mean: np.ndarray  # float64, for quantize_inputs on the host
     x_scale: np.ndarray
     perm: np.ndarray  # (R, F) int64
     bounds: np.ndarray  # (2^D+1,) int64
-    muq: np.ndarray  # (F, L) int16 range
-    g: np.ndarray  # (F, L) 1..32767
-    sh: np.ndarray  # (F, L) 1..31
-    c: np.ndarray  # (F, L) int32 LU
+    mb: np.ndarray  # (F, L) 2 * round(mu 2^zf) - B (the table centre folded in)
+    g: np.ndarray  # (F, L) in [2^12, 2^31)
+    WL: np.ndarray  # (F, I0, L) Q32 leaf mixing (diagonal without leaf mixing)
     qmax: int
-    W: list  # D arrays uint32 range, shapes like logw
-    mixq: np.ndarray  # (C, R) LU
-    priorq: np.ndarray  # (C,) LU
+    W: list  # D-1 arrays (R, n, K, I, I) Q32 node weights
+    WR: np.ndarray  # (R, C, I, I) Q32 root weights with the mixture folded in
+    pc: np.ndarray  # (C,) LU class constants (prior + mixture scale)
+    const_lu: int
+    priorq: np.ndarray  # (C,) LU log2 prior (diagnostics: fixed_log_likelihoods)
 
     def rsh(self, n: int) -> int:
         return _rsh(n)
@@ -122,10 +168,25 @@ def _lu(logp_nat) -> np.ndarray:
     return np.maximum(np.rint(a), LOG_FLOOR).astype(np.int64)
 
 
+def _q32(w) -> np.ndarray:
+    """Q32 weights, floor, so any block summing to <= 1 in float sums to < 2^32."""
+    return np.floor(np.asarray(w, np.float64) * WSUM).astype(np.int64)
+
+
 def quantize_params(params: EinsumParams, calib_X=None) -> FixedEinsum:
     """Integer constants for ``params``; ``calib_X`` (raw features, (N, F)) sets the input range."""
     params.validate()
     F = params.F
+    D, K, L, R, C = (int(getattr(params, k)) for k in ("D", "K", "L", "R", "C"))
+    mixing = params.leaf_mixing
+    I0 = K if mixing else L
+    if I0 > MAX_I or K > MAX_I:
+        raise RfedgeError(f"at most {MAX_I} leaf densities / sums per region, got {max(I0, K)}",
+                          field="K" if K > MAX_I else "L")
+    if D > 1 and K + 1 > 2 * (I0 + 1):
+        raise RfedgeError(f"K = {K} > 2L + 1 = {2 * L + 1} is not supported by the in-place layer", field="K")
+    if 4 * F * I0 > 65535:
+        raise RfedgeError(f"4 * F * I0 = {4 * F * I0} > 65535 (uint16 byte offsets into the leaf table)", field="F")
     mu = np.asarray(params.mu, np.float64)
     sg = np.asarray(params.sigma, np.float64)
     # range: the leaf means +- 4 sigma and (with a margin) the calibration data's 99.9th percentile
@@ -138,29 +199,39 @@ def quantize_params(params: EinsumParams, calib_X=None) -> FixedEinsum:
         if z.size:
             zmax = max(zmax, 1.5 * float(np.quantile(z, 0.999)))
     zf_range = int(np.clip(np.floor(np.log2(32767.0 / max(zmax, 1.0))), 0, 14))
-    # resolution: an input step of at most sigma_min / 64 (heavy-tailed calibration data must not
-    # coarsen the inputs that matter); when the two conflict, resolution wins and rarer outliers
-    # saturate at +-32767 / 2^zf
-    zf_res = int(np.clip(np.ceil(np.log2(64.0 / float(np.min(sg)))), 0, 14))
+    # resolution: an input step of at most sigma_min / 64 (= one Gaussian-table step, S = 64);
+    # when range and resolution conflict, resolution wins and rarer outliers saturate
+    zf_res = int(np.clip(np.ceil(np.log2(GT_S / float(np.min(sg)))), 0, 14))
     zf = max(zf_range, zf_res)
-    muq = np.clip(np.rint(mu * 2.0 ** zf), -32767, 32767).astype(np.int64)
-    A = 128.0 * np.log2(np.e)
-    G = np.sqrt(A) * 16.0 / (sg * 2.0 ** zf)
-    sh = np.clip(np.floor(np.log2(32767.0 / G)), 1, 31).astype(np.int64)
-    g = np.clip(np.rint(G * 2.0 ** sh), 1, 32767).astype(np.int64)
-    c = np.rint(LU * (-np.log2(sg) - 0.5 * np.log2(2 * np.pi))).astype(np.int64)
-    qmax = int(min((1 << 29) // F, (E_MAX * E_MAX) >> 8))
-    W = [np.minimum(np.rint(2.0 ** EXP_Q * np.exp(np.asarray(w, np.float64))), 2.0 ** EXP_Q).astype(np.int64)
-         for w in params.logw]
-    if params.D > 1 and params.K > 2 * params.L:
-        raise RfedgeError(f"K = {params.K} > 2L = {2 * params.L} is not supported by the in-place layer",
-                          field="K")
+    muq2 = 2 * np.clip(np.rint(mu * 2.0 ** zf), -32767, 32767).astype(np.int64)
+    G = 2.0 ** 31 * GT_S / (sg * 2.0 ** zf)
+    if np.any(G < 2 ** 12):
+        raise RfedgeError(f"sigma up to {float(np.max(sg)):.4g} is too wide for the input step 2^-{zf} "
+                          f"(needs sigma < 2^{31 - 12} * 64 / 2^zf)", field="sigma")
+    g = np.minimum(np.rint(G), 2 ** 31 - 1).astype(np.int64)
+    mb = muq2 - np.rint(GT_OFF * 2.0 ** 32 / g).astype(np.int64)
+    # leaf mixing weights with each Gaussian's 1/sigma folded in, per feature scaled by A_f
+    if mixing:
+        w = np.exp(np.asarray(params.logw_leaf, np.float64)) / sg[:, None, :]  # (F, K, L)
+    else:
+        w = np.zeros((F, L, L))
+        w[:, np.arange(L), np.arange(L)] = 1.0 / sg
+    A = np.max(np.sum(w, axis=2), axis=1)  # (F,)
+    WL = _q32(w / A[:, None, None])
+    const_lu = int(np.rint(LU * np.sum(np.log2(A) - 0.5 * np.log2(2.0 * np.pi))))
+    qmax = int(min((1 << 29) // F, 1 << 24))
+    W = [_q32(np.exp(np.asarray(params.logw[l], np.float64))) for l in range(D - 1)]
+    mix = np.exp(np.asarray(params.logw_mix, np.float64))  # (C, R)
+    mmax = np.max(mix, axis=1)  # (C,) > 0 (normalized)
+    WR = _q32(np.exp(np.asarray(params.logw[D - 1], np.float64)) * (mix / mmax[:, None]).T[:, :, None, None])
+    with np.errstate(divide="ignore"):
+        pc = _lu(np.asarray(params.log_prior, np.float64) + np.log(mmax))
     return FixedEinsum(
-        name=params.name, D=int(params.D), K=int(params.K), L=int(params.L), R=int(params.R), C=int(params.C),
-        F=F, zf=zf, x_mean=np.asarray(params.x_mean, np.float64), x_scale=np.asarray(params.x_scale, np.float64),
+        name=params.name, D=D, K=K, L=L, R=R, C=C, F=F, I0=I0, mixing=bool(mixing),
+        zf=zf, x_mean=np.asarray(params.x_mean, np.float64), x_scale=np.asarray(params.x_scale, np.float64),
         perm=np.asarray(params.perm, np.int64), bounds=np.asarray(params.bounds, np.int64),
-        muq=muq, g=g, sh=sh, c=c, qmax=qmax, W=W,
-        mixq=_lu(params.logw_mix), priorq=_lu(params.log_prior))
+        mb=mb, g=g, WL=WL, qmax=qmax, W=W, WR=WR, pc=pc, const_lu=const_lu,
+        priorq=_lu(params.log_prior))
 
 
 def quantize_inputs(fx: FixedEinsum, X) -> np.ndarray:
@@ -186,12 +257,7 @@ def exp2q(d: np.ndarray) -> np.ndarray:
 def log2q(s: np.ndarray) -> np.ndarray:
     """LOG2(s) for 0 <= s < 2^32 in LU (s == 0 taken as 1)."""
     s = np.maximum(np.asarray(s, np.int64), 1)
-    n = np.zeros(s.shape, np.int64)
-    t = s.copy()
-    for b in (16, 8, 4, 2, 1):  # same binary search the C does; result: n = floor(log2 s)
-        big = (t >> b) != 0
-        n = n + np.where(big, b, 0)
-        t = np.where(big, t >> b, t)
+    n = 31 - nlz32(s)
     m = (s << (31 - n)) & M32
     idx = (m >> 23) & 255
     frac = (m >> 7) & 0xFFFF
@@ -199,6 +265,16 @@ def log2q(s: np.ndarray) -> np.ndarray:
     hi = LOGT[idx + 1]
     v = lo + (((hi - lo) * frac) >> 16)
     return (n << LU_BITS) + ((v + 128) >> 8)
+
+
+def nlz32(top: np.ndarray) -> np.ndarray:
+    """Leading zeros of 0 < top < 2^32 by the byte table, as the C does (top == 0 gives 32)."""
+    t = np.asarray(top, np.int64)
+    out = np.full(t.shape, 24, np.int64) + NLZ8[t & 255]
+    for sh, base in ((8, 16), (16, 8), (24, 0)):
+        hi = (t >> sh) != 0
+        out = np.where(hi, base + NLZ8[np.where(hi, (t >> sh) & 255, 0)], out)
+    return out
 
 
 def lse_q(v: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -212,56 +288,123 @@ def lse_q(v: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def _mulhu(a, b):
-    return (a * b) >> 32
+    """(a * b) >> 32 for 0 <= a, b < 2^32 (uint64 products, no overflow)."""
+    return ((np.asarray(a).astype(np.uint64) * np.asarray(b).astype(np.uint64)) >> np.uint64(32)).astype(np.int64)
+
+
+def norm_lazy(s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """NORM24: vectors whose top mantissa is >= 2^24 stay as they are, the others get NORM."""
+    s = np.asarray(s, np.int64)
+    e = np.asarray(e, np.int64)
+    low = np.bitwise_or.reduce(s, axis=-1) < (1 << 24)
+    m, ee = norm(s, e)
+    return np.where(low[..., None], m, s), np.where(low, ee, e)
+
+
+def norm(s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """NORM over the last axis of s (..., n) with exponents e (...)."""
+    s = np.asarray(s, np.int64)
+    top = np.bitwise_or.reduce(s, axis=-1)
+    zero = top == 0
+    s = np.where(zero[..., None], 1, s)
+    n = nlz32(np.where(zero, 1, top))
+    return (s << n[..., None]) & M32, np.asarray(e, np.int64) - n
 
 
 # ----------------------------------------------------------------------------- forward
 
-def fixed_leaves(fx: FixedEinsum, Xq) -> np.ndarray:
-    """(N, F, L) int leaf log-densities in LU."""
-    x = np.asarray(Xq, np.int64)
+def _check_xq(fx, Xq):
+    x = np.asarray(Xq)
     if x.ndim != 2 or x.shape[1] != fx.F:
         raise RfedgeError(f"expected int16 inputs of shape (N, {fx.F}), got {x.shape}", field="Xq")
-    d = np.abs(x[:, :, None] - fx.muq[None])
-    e = (d * fx.g + (1 << (fx.sh - 1))) >> fx.sh
-    q = np.where(e > E_MAX, fx.qmax, np.minimum((np.minimum(e, E_MAX) ** 2) >> 8, fx.qmax))
-    return fx.c[None] - q
+    return np.clip(x.astype(np.int64), -32768, 32767)
 
 
-def _node_layer(x: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """x: (N, R, 2n, I) log-values; W: (R, n, O, I, I) -> (N, R, n, O)."""
-    u, v = x[:, :, 0::2], x[:, :, 1::2]
-    mu = u.max(axis=-1, keepdims=True)
-    mv = v.max(axis=-1, keepdims=True)
-    a = exp2q(mu - u)  # (N, R, n, I)
-    b = exp2q(mv - v)
-    t = np.sum(_mulhu(W[None], b[:, :, :, None, None, :]), axis=-1)  # (N, R, n, O, I)
-    s = np.sum(_mulhu(a[:, :, :, None, :], t), axis=-1)  # (N, R, n, O)
-    return mu + mv + log2q(s) - (NODE_Q << LU_BITS)
+def fixed_leaves(fx: FixedEinsum, Xq) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per feature: normalized mantissas (N, F, I0), exponents (N, F) and the slow-path mask (N, F)."""
+    x = _check_xq(fx, Xq)
+    d = 2 * x[:, :, None] - fx.mb[None]  # (N, F, L), |d| < 2^31
+    idx = ((d & M32) * fx.g[None]) >> 32  # < 2^63: no int64 overflow
+    idx = np.where(idx > 2 * GT_OFF, 2 * GT_OFF, idx)
+    v = GT[idx]
+    s = np.sum(_mulhu(fx.WL[None], v[:, :, None, :]), axis=-1)  # (N, F, I0)
+    top = np.bitwise_or.reduce(s, axis=-1)
+    slow = top < FAST_MIN
+    e = np.zeros(top.shape, np.int64)
+    if slow.any():
+        gs = np.broadcast_to(fx.g[None], d.shape)[slow]
+        u = ((d[slow] * gs) >> 32) - GT_OFF  # (n, L) signed
+        w = np.abs(2 * u + 1)
+        q = np.minimum((w * w * KQ) >> 24, fx.qmax)
+        base = np.min(q, axis=-1) & ~255
+        vs = exp2q(q - base[:, None])
+        WLs = np.broadcast_to(fx.WL[None], s.shape + (fx.L,))[slow]  # (n, I0, L)
+        s[slow] = np.sum(_mulhu(WLs, vs[:, None, :]), axis=-1)
+        e[slow] = 1 - (base >> 8)
+    m, e = norm(s, e)
+    return m, e, slow
 
 
-def fixed_log_likelihoods(fx: FixedEinsum, Xq, chunk: int = 32) -> np.ndarray:
-    """(N, C) int64 log2 p(x|c) in LU — exactly what rfe_einsum_forward computes before the prior."""
-    lf = fixed_leaves(fx, Xq)
-    N = lf.shape[0]
-    starts = fx.bounds[:-1]
-    out = np.empty((N, fx.C), np.int64)
-    for s0 in range(0, N, chunk):
-        sl = slice(s0, min(N, s0 + chunk))
-        x = np.stack([np.add.reduceat(lf[sl][:, fx.perm[r]], starts, axis=1) for r in range(fx.R)], axis=1)
-        for l in range(fx.D):
-            W = fx.W[l]
-            if l == fx.D - 1:
-                W = W[:, None]
-            x = _node_layer(x, W)
-        root = x[:, :, 0, :]  # (n, R, C)
-        out[sl] = lse_q(np.transpose(root, (0, 2, 1)) + fx.mixq[None], axis=-1)
-    return out
+def _node(a, ea, b, eb, W):
+    """a (N, I), b (N, I), W (O, I, I) -> unnormalized s (N, O), e (N,); the cheaper of the two
+    evaluation orders (the docstring's einsum node)."""
+    O, I = W.shape[0], W.shape[1]
+    if I <= O:
+        p = _mulhu(a[:, :, None], b[:, None, :])  # (N, I, I)
+        s = np.sum(_mulhu(W[None], p[:, None]), axis=(-2, -1))
+    else:
+        t = np.sum(_mulhu(W[None], b[:, None, None, :]), axis=-1)  # (N, O, I) < 2^32
+        s = np.sum(_mulhu(a[:, None, :], t), axis=-1)
+    return s, ea + eb
+
+
+def fixed_joint(fx: FixedEinsum, Xq) -> np.ndarray:
+    """(N, C) int64 J_c: log2 p(x, c) in LU — what rfe_einsum_forward computes before normalizing."""
+    m, e, _ = fixed_leaves(fx, Xq)
+    N = m.shape[0]
+    nreg = 2 ** fx.D
+    I = fx.WR.shape[-1]
+    P = np.zeros((N, fx.R, I * I), np.int64)
+    re_ = np.zeros((N, fx.R), np.int64)
+    for r in range(fx.R):
+        xs, es = [], []
+        for j in range(nreg):
+            feats = fx.perm[r, fx.bounds[j]:fx.bounds[j + 1]]
+            acc, ea = m[:, feats[0]], e[:, feats[0]]
+            for i, f in enumerate(feats[1:]):
+                acc, ea = _mulhu(acc, m[:, f]), ea + e[:, f]
+                if i < len(feats) - 2:
+                    acc, ea = norm(acc, ea)
+            xs.append(acc)
+            es.append(ea)
+        for l in range(fx.D - 1):
+            W = fx.W[l][r]
+            nx, ne = [], []
+            for j in range(len(xs) // 2):
+                s, ee = _node(xs[2 * j], es[2 * j], xs[2 * j + 1], es[2 * j + 1], W[j])
+                s, ee = norm_lazy(s, ee)
+                nx.append(s)
+                ne.append(ee)
+            xs, es = nx, ne
+        P[:, r] = _mulhu(xs[0][:, :, None], xs[1][:, None, :]).reshape(N, I * I)
+        re_[:, r] = es[0] + es[1]
+    rshR = _rsh(fx.R)
+    E = np.max(re_, axis=1)  # (N,)
+    sft = (E[:, None] - re_) + rshR  # (N, R) >= 0
+    P = np.where(sft[:, :, None] < 32, P >> np.minimum(sft, 31)[:, :, None], 0).reshape(N, 1, -1)
+    WRc = np.transpose(fx.WR, (1, 0, 2, 3)).reshape(fx.C, -1)  # (C, R*I*I)
+    acc = np.sum(_mulhu(WRc[None], P), axis=-1)  # (N, C) < 2^32
+    return ((E + rshR - 32) << LU_BITS)[:, None] + log2q(acc) + fx.pc[None] + fx.const_lu
+
+
+def fixed_log_likelihoods(fx: FixedEinsum, Xq) -> np.ndarray:
+    """(N, C) log2 p(x|c) in LU = J_c - priorq_c (a diagnostic: the C never forms it)."""
+    return fixed_joint(fx, Xq) - fx.priorq[None]
 
 
 def fixed_log_posteriors(fx: FixedEinsum, Xq) -> np.ndarray:
-    """(N, C) int64 (int32 range) normalized log2 P(c|x) in LU; nats = value * ln2 / 256."""
-    j = fixed_log_likelihoods(fx, Xq) + fx.priorq[None]
+    """(N, C) int64 (int32 range) normalized log2 P(c|x) in LU; nats = value * ln2 / 256 (to_nats)."""
+    j = fixed_joint(fx, Xq)
     return j - lse_q(j, axis=-1)[:, None]
 
 
@@ -290,7 +433,9 @@ def to_nats(v) -> np.ndarray:
 
 
 def scratch_words(fx: FixedEinsum) -> int:
-    """int32 words of the single scratch buffer the C needs (leaf table, one repetition's regions,
-    the roots of all repetitions, the exponentials of one node)."""
-    I = max(fx.L, fx.K)
-    return fx.F * fx.L + (2 ** fx.D) * fx.L + fx.R * fx.C + 2 * I + fx.C
+    """int32 words of the single scratch buffer the C needs: the leaf table F x I0 and its F
+    exponents, one repetition's regions 2^D x I (no exponents below the leaves: they only add up),
+    the root products R x I x I and exponents R, a node's products I x I and the slow leaf path's
+    L log-values (I = max(I0, K))."""
+    I = max(fx.I0, fx.K)
+    return fx.F * (fx.I0 + 1) + (2 ** fx.D) * I + fx.R * (I * I + 1) + I * I + fx.L

@@ -6,12 +6,19 @@ TensorFlow, so the aggregator tooling and tests stay light.
 
 Structure (per repetition r, features permuted by ``perm[r]``):
 
-* leaves: region j (0 <= j < 2^D) holds features ``perm[r, bounds[j]:bounds[j+1]]``; its log-density
-  for component k is sum over those features of log N(z_f; mu[f, k], sigma[f, k]),
-  z = (x - x_mean) / x_scale;
+* leaves: region j (0 <= j < 2^D) holds features ``perm[r, bounds[j]:bounds[j+1]]``;
+  z = (x - x_mean) / x_scale. Two forms:
+
+  - without ``logw_leaf`` (format version 1): I0 = L leaf densities per region, component k is
+    the sum over the region's features of log N(z_f; mu[f, k], sigma[f, k]);
+  - with ``logw_leaf`` (F, K, L) (format version 2, "leaf mixing"): I0 = K, feature f's density k
+    is the mixture p_fk(z) = sum_l exp(logw_leaf[f, k, l]) N(z; mu[f, l], sigma[f, l]) of its L
+    Gaussians, and region density k is the product of its features' p_fk. Every einsum layer
+    is then K x K (paper 003 eq. 12's cost model, L = leaf distributions mixed per feature);
 * einsum layer l (l = 0 .. D-1, counted from the leaves) combines regions 2j and 2j+1 of the
   layer below: out[k] = logsumexp_{a,b}(logw[l][r, j, k, a, b] + left[a] + right[b]);
   the last layer (the root, one region) has C class-conditional outputs instead of K;
+  the inputs per side are I0 at layer 0 and K above;
 * log p(x|c) = logsumexp_r(logw_mix[c, r] + root_r[c]);
   log P(c|x) = log p(x|c) + log_prior[c] - logsumexp_c(same).
 """
@@ -28,7 +35,8 @@ import numpy as np
 from rfedge.errors import RfedgeError
 from rfedge.fileio import atomic_write_bytes
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # written for leaf-mixing networks; plain networks are still written as 1
+PLAIN_FORMAT_VERSION = 1
 # log-sum-exp of a normalized block must be 0 within this (float32 exports land near 1e-6).
 NORM_TOL = 1e-4
 _LOG_2PI = float(np.log(2.0 * np.pi))
@@ -51,6 +59,16 @@ class EinsumParams:
     logw: list = field(default_factory=list)  # D arrays, see logw_shape()
     logw_mix: np.ndarray = None  # (C, R)
     log_prior: np.ndarray = None  # (C,)
+    logw_leaf: np.ndarray = None  # optional (F, K, L): leaf mixing (see the module docstring)
+
+    @property
+    def leaf_mixing(self) -> bool:
+        return self.logw_leaf is not None
+
+    @property
+    def I0(self) -> int:
+        """Leaf densities per region (inputs per side of layer 0)."""
+        return int(self.K) if self.leaf_mixing else int(self.L)
 
     @property
     def F(self) -> int:
@@ -58,7 +76,7 @@ class EinsumParams:
 
     def logw_shape(self, l: int) -> tuple:
         """Expected shape of ``logw[l]``."""
-        return logw_shape(self.D, self.K, self.L, self.R, self.C, l)
+        return logw_shape(self.D, self.K, self.L, self.R, self.C, l, leaf_mixing=self.leaf_mixing)
 
     def validate(self, tol: float = NORM_TOL) -> "EinsumParams":
         """Raise RfedgeError naming the first bad field; return self when all is well."""
@@ -66,8 +84,8 @@ class EinsumParams:
         return self
 
 
-def logw_shape(D: int, K: int, L: int, R: int, C: int, l: int) -> tuple:
-    I = L if l == 0 else K
+def logw_shape(D: int, K: int, L: int, R: int, C: int, l: int, leaf_mixing: bool = False) -> tuple:
+    I = L if (l == 0 and not leaf_mixing) else K
     if l == D - 1:
         return (R, C, I, I)
     return (R, 2 ** (D - 1 - l), K, I, I)
@@ -155,13 +173,24 @@ def validate(p: EinsumParams, tol: float = NORM_TOL) -> None:
     sg = arr("sigma", (F, L))
     if np.any(sg <= 0):
         _err("expected sigma > 0 everywhere", "sigma")
+    mixing = p.logw_leaf is not None
+    if mixing:
+        a = np.asarray(p.logw_leaf)
+        if a.shape != (F, K, L):
+            _err(f"expected shape {(F, K, L)}, got {a.shape}", "logw_leaf")
+        if not np.issubdtype(a.dtype, np.floating) or np.any(np.isnan(a)) or np.any(a == np.inf):
+            _err("expected real log-weights (finite or -inf, no nan/+inf)", "logw_leaf")
+        s = _lse(a, axis=-1)
+        if not np.all(np.abs(s) <= tol):
+            _err(f"expected normalization over L (logsumexp = 0 within {tol}), "
+                 f"worst {float(np.max(np.abs(s))):.3g}", "logw_leaf")
     if not isinstance(p.logw, (list, tuple)) or len(p.logw) != D:
         n = len(p.logw) if isinstance(p.logw, (list, tuple)) else type(p.logw).__name__
         _err(f"expected a list of D = {D} arrays, got {n}", "logw")
     for l in range(D):
         fld = f"logw[{l}]"
         a = np.asarray(p.logw[l])
-        shp = logw_shape(D, K, L, R, C, l)
+        shp = logw_shape(D, K, L, R, C, l, leaf_mixing=mixing)
         if a.shape != shp:
             _err(f"expected shape {shp}, got {a.shape}", fld)
         if not np.issubdtype(a.dtype, np.floating) or np.any(np.isnan(a)) or np.any(a == np.inf):
@@ -193,8 +222,13 @@ _INTS = ("D", "K", "L", "R", "C")
 
 
 def _to_bytes(p: EinsumParams) -> bytes:
-    d = {"format": np.asarray("rfedge-einsum"), "format_version": np.asarray(FORMAT_VERSION, np.int64),
+    ver = FORMAT_VERSION if p.leaf_mixing else PLAIN_FORMAT_VERSION
+    d = {"format": np.asarray("rfedge-einsum"), "format_version": np.asarray(ver, np.int64),
          "name": np.asarray(p.name)}
+    if p.leaf_mixing:
+        # version 2 marks the leaf-mixing form: a version-1 reader refuses it instead of
+        # silently evaluating layer 0 as L x L
+        d["logw_leaf"] = np.asarray(p.logw_leaf, np.float64)
     for k in _INTS:
         d[k] = np.asarray(int(getattr(p, k)), np.int64)
     for k in _ARRAYS:
@@ -222,8 +256,16 @@ def load(path, validate_params: bool = True) -> EinsumParams:
             if "format" not in files or str(z["format"]) != "rfedge-einsum":
                 raise RfedgeError("not an rfedge Einsum-network file (no 'format' marker)", path=path)
             ver = int(z["format_version"]) if "format_version" in files else -1
-            if ver != FORMAT_VERSION:
-                raise RfedgeError(f"format_version {ver} is not supported (expected {FORMAT_VERSION})", path=path)
+            if ver not in (PLAIN_FORMAT_VERSION, FORMAT_VERSION):
+                raise RfedgeError(f"format_version {ver} is not supported (expected "
+                                  f"{PLAIN_FORMAT_VERSION} or {FORMAT_VERSION})", path=path)
+            leaf = None
+            if ver == FORMAT_VERSION:
+                if "logw_leaf" not in files:
+                    raise RfedgeError("missing entry logw_leaf (format_version 2)", path=path, field="logw_leaf")
+                leaf = np.array(z["logw_leaf"], np.float64)
+            elif "logw_leaf" in files:
+                raise RfedgeError("entry logw_leaf in a format_version 1 file", path=path, field="logw_leaf")
             need = ("name", *_INTS, *_ARRAYS)
             miss = [k for k in need if k not in files]
             if miss:
@@ -244,7 +286,7 @@ def load(path, validate_params: bool = True) -> EinsumParams:
         raise RfedgeError("no such file", path=path) from None
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, TypeError, zipfile.LargeZipFile) as e:
         raise RfedgeError(f"corrupt or truncated Einsum-network file ({type(e).__name__}: {e})", path=path) from None
-    p = EinsumParams(name=name, **ints, logw=lw, **arrays)
+    p = EinsumParams(name=name, **ints, logw=lw, **arrays, logw_leaf=leaf)
     if validate_params:
         try:
             p.validate()
@@ -262,13 +304,15 @@ def _rand_logsimplex(rng, shape) -> np.ndarray:
     return np.log(g) - np.log(np.sum(g, axis=tuple(range(g.ndim - 2, g.ndim)), keepdims=True))
 
 
-def random_params(F: int, D: int, K: int, L: int, R: int, C: int, seed: int = 0, name: str = "RND") -> EinsumParams:
+def random_params(F: int, D: int, K: int, L: int, R: int, C: int, seed: int = 0, name: str = "RND",
+                  leaf_mixing: bool = False) -> EinsumParams:
     """Valid random parameters: Dirichlet(1) weights in every sum block, random permutations,
-    leaf means ~ N(0, 1), sigma in [0.3, 1.5] (z units), a random (normalized) class prior."""
+    leaf means ~ N(0, 1), sigma in [0.3, 1.5] (z units), a random (normalized) class prior;
+    with ``leaf_mixing`` also Dirichlet(1) leaf-mixing weights ``logw_leaf`` (F, K, L)."""
     rng = np.random.default_rng(seed)
     logw = []
     for l in range(D):
-        logw.append(_rand_logsimplex(rng, logw_shape(D, K, L, R, C, l)))
+        logw.append(_rand_logsimplex(rng, logw_shape(D, K, L, R, C, l, leaf_mixing=leaf_mixing)))
     gm = rng.gamma(1.0, size=(C, R))
     pr = rng.uniform(0.5, 1.5, size=C)
     return EinsumParams(
@@ -280,6 +324,8 @@ def random_params(F: int, D: int, K: int, L: int, R: int, C: int, seed: int = 0,
         logw=logw,
         logw_mix=np.log(gm / gm.sum(axis=1, keepdims=True)),
         log_prior=np.log(pr / pr.sum()),
+        # (F, K, L, 1): Dirichlet over L for every (f, k)
+        logw_leaf=(_rand_logsimplex(rng, (F, K, L, 1))[..., 0] if leaf_mixing else None),
     )
 
 
@@ -292,12 +338,22 @@ def standardize(params: EinsumParams, X) -> np.ndarray:
     return (X - np.asarray(params.x_mean, np.float64)) / np.asarray(params.x_scale, np.float64)
 
 
-def leaf_log_densities(params: EinsumParams, X) -> np.ndarray:
-    """(N, R, 2^D, L) log-density of every leaf region of every repetition."""
+def feature_log_densities(params: EinsumParams, X) -> np.ndarray:
+    """(N, F, I0) log-density of every feature's leaf distributions: the L Gaussians, or with
+    leaf mixing the K mixtures of them."""
     z = standardize(params, X)
     mu = np.asarray(params.mu, np.float64)
     sg = np.asarray(params.sigma, np.float64)
     lf = -0.5 * ((z[:, :, None] - mu) / sg) ** 2 - np.log(sg) - 0.5 * _LOG_2PI  # (N, F, L)
+    if params.leaf_mixing:
+        lw = np.asarray(params.logw_leaf, np.float64)  # (F, K, L)
+        lf = _lse(lw[None] + lf[:, :, None, :], axis=-1)  # (N, F, K)
+    return lf
+
+
+def leaf_log_densities(params: EinsumParams, X) -> np.ndarray:
+    """(N, R, 2^D, I0) log-density of every leaf region of every repetition."""
+    lf = feature_log_densities(params, X)
     starts = np.asarray(params.bounds)[:-1]
     perm = np.asarray(params.perm)
     return np.stack([np.add.reduceat(lf[:, perm[r]], starts, axis=1) for r in range(params.R)], axis=1)

@@ -2,8 +2,8 @@
  * rfe_einsum.c - fixed-point Einsum-network kernels; see rfe_einsum.h and the arithmetic spec in
  * host/rfedge/einsum_fixed.py (the bit-exact Python reference these must match).
  *
- * Written for rv32imc: int32 only, the products that need 64 bits are taken as their high word
- * ((uint64_t)a * b >> 32), which gcc turns into one mulhu instruction on rv32im.
+ * Written for rv32imc: int32 only; the products that need 64 bits are taken as their high word
+ * ((uint64_t)a * b >> 32), which gcc turns into one mulhu (mulh for signed) on rv32im.
  */
 #include "rfe_einsum.h"
 
@@ -84,9 +84,187 @@ static const int32_t LOGT[257] = {
     64421, 64608, 64794, 64980, 65166, 65351, 65536,
 };
 
+/* GT[i] = round(2^32 exp(-t^2/2)), t = (i - 448 + 1/2) / 64, i = 0..896; GT[896] = 0 (the clamp target) */
+static const uint32_t GT[897] = {
+    0u, 0u, 0u, 0u, 0u, 0u,
+    0u, 0u, 0u, 0u, 0u, 0u,
+    0u, 0u, 0u, 1u, 1u, 1u,
+    1u, 1u, 1u, 1u, 1u, 1u,
+    1u, 1u, 2u, 2u, 2u, 2u,
+    2u, 3u, 3u, 3u, 4u, 4u,
+    5u, 5u, 6u, 6u, 7u, 7u,
+    8u, 9u, 10u, 11u, 12u, 13u,
+    15u, 16u, 18u, 20u, 22u, 24u,
+    27u, 29u, 32u, 35u, 39u, 43u,
+    47u, 52u, 57u, 62u, 69u, 75u,
+    83u, 91u, 99u, 109u, 120u, 131u,
+    144u, 158u, 173u, 189u, 207u, 227u,
+    248u, 272u, 297u, 325u, 355u, 389u,
+    425u, 464u, 507u, 554u, 604u, 660u,
+    720u, 786u, 857u, 935u, 1019u, 1111u,
+    1210u, 1319u, 1436u, 1564u, 1703u, 1853u,
+    2017u, 2194u, 2386u, 2594u, 2820u, 3065u,
+    3330u, 3618u, 3929u, 4266u, 4631u, 5025u,
+    5452u, 5914u, 6413u, 6953u, 7536u, 8167u,
+    8848u, 9583u, 10377u, 11234u, 12158u, 13156u,
+    14232u, 15392u, 16643u, 17991u, 19443u, 21008u,
+    22693u, 24507u, 26459u, 28561u, 30821u, 33252u,
+    35867u, 38677u, 41698u, 44943u, 48429u, 52173u,
+    56193u, 60507u, 65137u, 70104u, 75431u, 81143u,
+    87267u, 93829u, 100861u, 108393u, 116459u, 125095u,
+    134339u, 144230u, 154812u, 166130u, 178231u, 191167u,
+    204992u, 219764u, 235542u, 252391u, 270380u, 289580u,
+    310068u, 331924u, 355234u, 380089u, 406583u, 434817u,
+    464899u, 496941u, 531061u, 567386u, 606047u, 647184u,
+    690945u, 737485u, 786968u, 839566u, 895460u, 954843u,
+    1017915u, 1084889u, 1155986u, 1231443u, 1311504u, 1396430u,
+    1486492u, 1581976u, 1683182u, 1790426u, 1904039u, 2024366u,
+    2151772u, 2286638u, 2429364u, 2580369u, 2740091u, 2908988u,
+    3087543u, 3276258u, 3475658u, 3686295u, 3908742u, 4143601u,
+    4391499u, 4653092u, 4929064u, 5220130u, 5527033u, 5850551u,
+    6191495u, 6550707u, 6929068u, 7327494u, 7746938u, 8188392u,
+    8652890u, 9141504u, 9655353u, 10195595u, 10763438u, 11360133u,
+    11986980u, 12645328u, 13336578u, 14062181u, 14823643u, 15622523u,
+    16460437u, 17339058u, 18260121u, 19225416u, 20236799u, 21296188u,
+    22405564u, 23566977u, 24782541u, 26054441u, 27384932u, 28776338u,
+    30231060u, 31751569u, 33340413u, 35000217u, 36733682u, 38543590u,
+    40432801u, 42404258u, 44460985u, 46606089u, 48842762u, 51174280u,
+    53604005u, 56135385u, 58771956u, 61517340u, 64375250u, 67349486u,
+    70443935u, 73662575u, 77009475u, 80488790u, 84104766u, 87861737u,
+    91764126u, 95816445u, 100023292u, 104389353u, 108919400u, 113618288u,
+    118490960u, 123542437u, 128777824u, 134202304u, 139821137u, 145639662u,
+    151663286u, 157897493u, 164347832u, 171019918u, 177919431u, 185052108u,
+    192423746u, 200040193u, 207907346u, 216031150u, 224417587u, 233072682u,
+    242002486u, 251213083u, 260710577u, 270501089u, 280590754u, 290985713u,
+    301692107u, 312716070u, 324063728u, 335741184u, 347754520u, 360109783u,
+    372812982u, 385870080u, 399286986u, 413069545u, 427223534u, 441754651u,
+    456668509u, 471970625u, 487666413u, 503761175u, 520260089u, 537168207u,
+    554490438u, 572231542u, 590396121u, 608988608u, 628013260u, 647474143u,
+    667375126u, 687719873u, 708511825u, 729754200u, 751449975u, 773601880u,
+    796212387u, 819283699u, 842817743u, 866816154u, 891280272u, 916211128u,
+    941609436u, 967475582u, 993809616u, 1020611242u, 1047879808u, 1075614299u,
+    1103813327u, 1132475122u, 1161597527u, 1191177984u, 1221213534u, 1251700801u,
+    1282635993u, 1314014890u, 1345832839u, 1378084751u, 1410765089u, 1443867869u,
+    1477386652u, 1511314542u, 1545644178u, 1580367736u, 1615476921u, 1650962970u,
+    1686816645u, 1723028236u, 1759587557u, 1796483948u, 1833706273u, 1871242926u,
+    1909081827u, 1947210428u, 1985615712u, 2024284202u, 2063201962u, 2102354600u,
+    2141727277u, 2181304711u, 2221071185u, 2261010553u, 2301106251u, 2341341300u,
+    2381698322u, 2422159547u, 2462706823u, 2503321629u, 2543985085u, 2584677969u,
+    2625380724u, 2666073479u, 2706736056u, 2747347991u, 2787888550u, 2828336739u,
+    2868671327u, 2908870862u, 2948913687u, 2988777961u, 3028441676u, 3067882678u,
+    3107078683u, 3146007305u, 3184646067u, 3222972429u, 3260963808u, 3298597598u,
+    3335851191u, 3372702004u, 3409127496u, 3445105193u, 3480612713u, 3515627785u,
+    3550128272u, 3584092200u, 3617497773u, 3650323403u, 3682547727u, 3714149635u,
+    3745108291u, 3775403156u, 3805014010u, 3833920975u, 3862104536u, 3889545566u,
+    3916225343u, 3942125576u, 3967228421u, 3991516508u, 4014972953u, 4037581384u,
+    4059325956u, 4080191372u, 4100162900u, 4119226391u, 4137368293u, 4154575672u,
+    4170836221u, 4186138282u, 4200470852u, 4213823603u, 4226186890u, 4237551767u,
+    4247909991u, 4257254040u, 4265577115u, 4272873152u, 4279136830u, 4284363575u,
+    4288549568u, 4291691746u, 4293787810u, 4294836226u, 4294836226u, 4293787810u,
+    4291691746u, 4288549568u, 4284363575u, 4279136830u, 4272873152u, 4265577115u,
+    4257254040u, 4247909991u, 4237551767u, 4226186890u, 4213823603u, 4200470852u,
+    4186138282u, 4170836221u, 4154575672u, 4137368293u, 4119226391u, 4100162900u,
+    4080191372u, 4059325956u, 4037581384u, 4014972953u, 3991516508u, 3967228421u,
+    3942125576u, 3916225343u, 3889545566u, 3862104536u, 3833920975u, 3805014010u,
+    3775403156u, 3745108291u, 3714149635u, 3682547727u, 3650323403u, 3617497773u,
+    3584092200u, 3550128272u, 3515627785u, 3480612713u, 3445105193u, 3409127496u,
+    3372702004u, 3335851191u, 3298597598u, 3260963808u, 3222972429u, 3184646067u,
+    3146007305u, 3107078683u, 3067882678u, 3028441676u, 2988777961u, 2948913687u,
+    2908870862u, 2868671327u, 2828336739u, 2787888550u, 2747347991u, 2706736056u,
+    2666073479u, 2625380724u, 2584677969u, 2543985085u, 2503321629u, 2462706823u,
+    2422159547u, 2381698322u, 2341341300u, 2301106251u, 2261010553u, 2221071185u,
+    2181304711u, 2141727277u, 2102354600u, 2063201962u, 2024284202u, 1985615712u,
+    1947210428u, 1909081827u, 1871242926u, 1833706273u, 1796483948u, 1759587557u,
+    1723028236u, 1686816645u, 1650962970u, 1615476921u, 1580367736u, 1545644178u,
+    1511314542u, 1477386652u, 1443867869u, 1410765089u, 1378084751u, 1345832839u,
+    1314014890u, 1282635993u, 1251700801u, 1221213534u, 1191177984u, 1161597527u,
+    1132475122u, 1103813327u, 1075614299u, 1047879808u, 1020611242u, 993809616u,
+    967475582u, 941609436u, 916211128u, 891280272u, 866816154u, 842817743u,
+    819283699u, 796212387u, 773601880u, 751449975u, 729754200u, 708511825u,
+    687719873u, 667375126u, 647474143u, 628013260u, 608988608u, 590396121u,
+    572231542u, 554490438u, 537168207u, 520260089u, 503761175u, 487666413u,
+    471970625u, 456668509u, 441754651u, 427223534u, 413069545u, 399286986u,
+    385870080u, 372812982u, 360109783u, 347754520u, 335741184u, 324063728u,
+    312716070u, 301692107u, 290985713u, 280590754u, 270501089u, 260710577u,
+    251213083u, 242002486u, 233072682u, 224417587u, 216031150u, 207907346u,
+    200040193u, 192423746u, 185052108u, 177919431u, 171019918u, 164347832u,
+    157897493u, 151663286u, 145639662u, 139821137u, 134202304u, 128777824u,
+    123542437u, 118490960u, 113618288u, 108919400u, 104389353u, 100023292u,
+    95816445u, 91764126u, 87861737u, 84104766u, 80488790u, 77009475u,
+    73662575u, 70443935u, 67349486u, 64375250u, 61517340u, 58771956u,
+    56135385u, 53604005u, 51174280u, 48842762u, 46606089u, 44460985u,
+    42404258u, 40432801u, 38543590u, 36733682u, 35000217u, 33340413u,
+    31751569u, 30231060u, 28776338u, 27384932u, 26054441u, 24782541u,
+    23566977u, 22405564u, 21296188u, 20236799u, 19225416u, 18260121u,
+    17339058u, 16460437u, 15622523u, 14823643u, 14062181u, 13336578u,
+    12645328u, 11986980u, 11360133u, 10763438u, 10195595u, 9655353u,
+    9141504u, 8652890u, 8188392u, 7746938u, 7327494u, 6929068u,
+    6550707u, 6191495u, 5850551u, 5527033u, 5220130u, 4929064u,
+    4653092u, 4391499u, 4143601u, 3908742u, 3686295u, 3475658u,
+    3276258u, 3087543u, 2908988u, 2740091u, 2580369u, 2429364u,
+    2286638u, 2151772u, 2024366u, 1904039u, 1790426u, 1683182u,
+    1581976u, 1486492u, 1396430u, 1311504u, 1231443u, 1155986u,
+    1084889u, 1017915u, 954843u, 895460u, 839566u, 786968u,
+    737485u, 690945u, 647184u, 606047u, 567386u, 531061u,
+    496941u, 464899u, 434817u, 406583u, 380089u, 355234u,
+    331924u, 310068u, 289580u, 270380u, 252391u, 235542u,
+    219764u, 204992u, 191167u, 178231u, 166130u, 154812u,
+    144230u, 134339u, 125095u, 116459u, 108393u, 100861u,
+    93829u, 87267u, 81143u, 75431u, 70104u, 65137u,
+    60507u, 56193u, 52173u, 48429u, 44943u, 41698u,
+    38677u, 35867u, 33252u, 30821u, 28561u, 26459u,
+    24507u, 22693u, 21008u, 19443u, 17991u, 16643u,
+    15392u, 14232u, 13156u, 12158u, 11234u, 10377u,
+    9583u, 8848u, 8167u, 7536u, 6953u, 6413u,
+    5914u, 5452u, 5025u, 4631u, 4266u, 3929u,
+    3618u, 3330u, 3065u, 2820u, 2594u, 2386u,
+    2194u, 2017u, 1853u, 1703u, 1564u, 1436u,
+    1319u, 1210u, 1111u, 1019u, 935u, 857u,
+    786u, 720u, 660u, 604u, 554u, 507u,
+    464u, 425u, 389u, 355u, 325u, 297u,
+    272u, 248u, 227u, 207u, 189u, 173u,
+    158u, 144u, 131u, 120u, 109u, 99u,
+    91u, 83u, 75u, 69u, 62u, 57u,
+    52u, 47u, 43u, 39u, 35u, 32u,
+    29u, 27u, 24u, 22u, 20u, 18u,
+    16u, 15u, 13u, 12u, 11u, 10u,
+    9u, 8u, 7u, 7u, 6u, 6u,
+    5u, 5u, 4u, 4u, 3u, 3u,
+    3u, 2u, 2u, 2u, 2u, 2u,
+    1u, 1u, 1u, 1u, 1u, 1u,
+    1u, 1u, 1u, 1u, 1u, 0u,
+    0u, 0u, 0u, 0u, 0u, 0u,
+    0u, 0u, 0u, 0u, 0u, 0u,
+    0u, 0u, 0u,};
+
+/* NLZ8[b] = leading zeros of the byte b (NLZ8[0] = 8) */
+static const uint8_t NLZ8[256] = {
+    8, 7, 6, 6, 5, 5, 5, 5, 4, 4, 4, 4, 4, 4, 4, 4,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,};
+
 static inline uint32_t mulhu(uint32_t a, uint32_t b)
 {
     return (uint32_t)(((uint64_t)a * b) >> 32);
+}
+
+/* floor(a * b / 2^32) for signed a, b: one mulh on rv32im (gcc shifts int64 arithmetically) */
+static inline int32_t mulh(int32_t a, int32_t b)
+{
+    return (int32_t)(((int64_t)a * b) >> 32);
 }
 
 static inline uint32_t exp2q(int32_t d)
@@ -98,18 +276,24 @@ static inline uint32_t exp2q(int32_t d)
 
 uint32_t rfe_einsum_exp2q(int32_t d) { return exp2q(d); }
 
+/* leading zeros of top != 0 (rv32imc has no clz): the byte table on the highest non-zero byte */
+static inline int32_t nlz_nz(uint32_t top)
+{
+    if (top >> 24) return NLZ8[top >> 24];
+    if (top >> 16) return 8 + NLZ8[top >> 16];
+    if (top >> 8) return 16 + NLZ8[top >> 8];
+    return 24 + NLZ8[top];
+}
+
 static inline int32_t log2q(uint32_t s)
 {
-    int32_t n = 31;
+    int32_t n;
     uint32_t idx, frac;
     int32_t lo, v;
     if (s == 0u) s = 1u;
-    /* normalize so bit 31 is set (rv32imc has no clz): binary search, 5 steps */
-    if (!(s >> 16)) { s <<= 16; n -= 16; }
-    if (!(s >> 24)) { s <<= 8; n -= 8; }
-    if (!(s >> 28)) { s <<= 4; n -= 4; }
-    if (!(s >> 30)) { s <<= 2; n -= 2; }
-    if (!(s >> 31)) { s <<= 1; n -= 1; }
+    n = nlz_nz(s);
+    s <<= n;
+    n = 31 - n;
     idx = (s >> 23) & 255u;
     frac = (s >> 7) & 0xFFFFu;
     lo = LOGT[idx];
@@ -139,231 +323,626 @@ static int32_t ceil_log2(int32_t n)
 
 int32_t rfe_einsum_scratch_words(const rfe_einsum_model_t *m)
 {
-    int32_t I = m->L > m->K ? m->L : m->K;
-    return m->F * m->L + (1L << m->D) * m->L + m->R * m->C + 2 * I + m->C;
+    int32_t I = m->I0 > m->K ? m->I0 : m->K;
+    return m->F * (m->I0 + 1) + (1L << m->D) * I + m->R * (I * I + 1) + I * I + m->L;
 }
 
-void rfe_einsum_leaf(const rfe_einsum_model_t *m, const int16_t *xq, int32_t *lf)
+/* NORM of n mantissas (the floor: all zero -> all 1); returns the left shift (e -= shift). */
+static int32_t norm_vec(uint32_t *s, int32_t n)
 {
-    const int32_t L = m->L, qmax = m->qmax;
-    const int16_t *muq = m->muq;
-    const uint16_t *g = m->g;
-    const uint8_t *sh = m->sh;
-    const int32_t *c = m->c;
-    int32_t f, k;
-    for (f = 0; f < m->F; f++) {
-        const int32_t x = xq[f];
-        for (k = 0; k < L; k++) {
-            int32_t d = x - *muq++;
-            uint32_t ad = (uint32_t)(d < 0 ? -d : d);
-            uint32_t s = *sh++;
-            uint32_t e = (ad * *g++ + ((1u << s) >> 1)) >> s;
-            int32_t q = qmax;
-            if (e <= RFE_EINSUM_E_MAX) {
-                uint32_t q2 = (e * e) >> 8;
-                if (q2 < (uint32_t)qmax) q = (int32_t)q2;
-            }
-            *lf++ = *c++ - q;
+    int32_t k, sh;
+    uint32_t top = 0;
+    for (k = 0; k < n; k++) top |= s[k];
+    if (!top) {
+        for (k = 0; k < n; k++) s[k] = 1u;
+        top = 1u;
+    }
+    sh = nlz_nz(top);
+    for (k = 0; k < n; k++) s[k] <<= sh;
+    return sh;
+}
+
+/* NORM24 (einsum nodes): a top mantissa >= 2^24 is left as it is, else NORM */
+static inline int32_t norm24_vec(uint32_t *s, int32_t n)
+{
+    int32_t k;
+    uint32_t top = 0;
+    for (k = 0; k < n; k++) top |= s[k];
+    return top >> 24 ? 0 : norm_vec(s, n);
+}
+
+static inline int32_t norm24_2(uint32_t *s0, uint32_t *s1)
+{
+    uint32_t top = *s0 | *s1;
+    int32_t sh;
+    if (top >> 24) return 0;
+    if (!top) *s0 = *s1 = top = 1u;
+    sh = nlz_nz(top);
+    *s0 <<= sh;
+    *s1 <<= sh;
+    return sh;
+}
+
+/* NORM of two mantissas, K = 2 (returns the shift) */
+static inline int32_t norm2(uint32_t *s0, uint32_t *s1)
+{
+    uint32_t top = *s0 | *s1;
+    int32_t sh;
+    if (top >> 24) {
+        sh = NLZ8[top >> 24];
+    } else {
+        if (!top) *s0 = *s1 = top = 1u;
+        sh = nlz_nz(top);
+    }
+    *s0 <<= sh;
+    *s1 <<= sh;
+    return sh;
+}
+
+/* Gaussian table index: mulhu(2 zq - mb, g), the table centre folded into mb; anything beyond
+ * the table (including wrapped negative distances) -> the zero entry */
+static inline uint32_t gt_index(int32_t x2, uint32_t mb, uint32_t g)
+{
+    uint32_t idx = mulhu((uint32_t)x2 - mb, g);
+    return idx > 2u * RFE_EINSUM_GT_OFF ? 2u * RFE_EINSUM_GT_OFF : idx;
+}
+
+/* The slow path of one feature (every used component far away): the log domain, relative to the
+ * nearest component. c: the feature's [L][2 + nw] constants; out: I0 mantissas; returns the exponent. */
+static int32_t leaf_slow(const rfe_einsum_model_t *m, const uint32_t *c, int32_t x2, int32_t *q, int32_t *out)
+{
+    const int32_t L = m->L, I0 = m->I0, nw = m->mixing ? I0 : 1, st = 2 + nw;
+    int32_t l, k, qmin = 0x7FFFFFFF, base;
+    uint32_t s[RFE_EINSUM_MAX_I];
+    for (l = 0; l < L; l++) {
+        int32_t u = mulh((int32_t)((uint32_t)x2 - c[l * st]), (int32_t)c[l * st + 1]) - RFE_EINSUM_GT_OFF;
+        int32_t t = 2 * u + 1;
+        uint32_t w = (uint32_t)(t < 0 ? -t : t), qq;
+        /* (w^2 KQ) >> 24 without a 64-bit multiply (a libcall on rv32): w^2 < 2^32 for w < 2^16,
+         * and from w = 2^16 on the value exceeds 2^24 >= qmax anyway */
+        qq = w < 65536u ? mulhu(w * w, RFE_EINSUM_KQ << 8) : 0xFFFFFFFFu;
+        q[l] = qq > (uint32_t)m->qmax ? m->qmax : (int32_t)qq;
+        if (q[l] < qmin) qmin = q[l];
+    }
+    base = qmin & ~255;
+    for (k = 0; k < I0; k++) s[k] = 0u;
+    for (l = 0; l < L; l++) {
+        uint32_t v = exp2q(q[l] - base);
+        if (m->mixing)
+            for (k = 0; k < I0; k++) s[k] += mulhu(c[l * st + 2 + k], v);
+        else
+            s[l] = mulhu(c[l * st + 2], v);
+    }
+    k = norm_vec(s, I0);
+    for (l = 0; l < I0; l++) out[l] = (int32_t)s[l];
+    return 1 - (base >> 8) - k;
+}
+
+/* Any I0: lf[F][I0] mantissas, lfe[F] exponents; returns the sum of the exponents. */
+static int32_t leaf_any(const rfe_einsum_model_t *m, const int16_t *xq, int32_t *q, int32_t *lf, int32_t *lfe)
+{
+    const int32_t L = m->L, I0 = m->I0, nw = m->mixing ? I0 : 1, st = 2 + nw;
+    const uint32_t *c = m->leafc;
+    int32_t f, l, k, esum = 0;
+    uint32_t s[RFE_EINSUM_MAX_I];
+    for (f = 0; f < m->F; f++, c += L * st, lf += I0) {
+        const int32_t x2 = 2 * (int32_t)xq[f];
+        uint32_t top = 0;
+        for (k = 0; k < I0; k++) s[k] = 0u;
+        for (l = 0; l < L; l++) {
+            const uint32_t *cl = c + l * st;
+            uint32_t v = GT[gt_index(x2, cl[0], cl[1])];
+            if (m->mixing)
+                for (k = 0; k < I0; k++) s[k] += mulhu(cl[2 + k], v);
+            else
+                s[l] = mulhu(cl[2], v);
+        }
+        for (k = 0; k < I0; k++) top |= s[k];
+        if (top < RFE_EINSUM_FAST_MIN) {
+            lfe[f] = leaf_slow(m, c, x2, q, lf);
+        } else {
+            l = nlz_nz(top);
+            for (k = 0; k < I0; k++) lf[k] = (int32_t)(s[k] << l);
+            lfe[f] = -l;
+        }
+        esum += lfe[f];
+    }
+    return esum;
+}
+
+/* K = 2 leaf mixing with a compile-time L: per Gaussian a load pair, mulhu, clamp, table load and
+ * two multiply-adds; the two densities stay in registers. */
+#define RFE_EINSUM_LEAF_K2(N)                                                                         \
+    static int32_t leaf_k2_##N(const rfe_einsum_model_t *m, const int16_t *xq, int32_t *q, int32_t *lf, \
+                               int32_t *lfe)                                                          \
+    {                                                                                                 \
+        const uint32_t *c = m->leafc;                                                                 \
+        int32_t f, l, esum = 0;                                                                       \
+        for (f = 0; f < m->F; f++, c += 4 * (N), lf += 2) {                                           \
+            const int32_t x2 = 2 * (int32_t)xq[f];                                                    \
+            uint32_t s0 = 0, s1 = 0, top;                                                             \
+            int32_t sh;                                                                               \
+            _Pragma("GCC unroll 16") for (l = 0; l < (N); l++) {                                      \
+                uint32_t v = GT[gt_index(x2, c[4 * l], c[4 * l + 1])];                                \
+                s0 += mulhu(c[4 * l + 2], v);                                                         \
+                s1 += mulhu(c[4 * l + 3], v);                                                         \
+            }                                                                                         \
+            top = s0 | s1;                                                                            \
+            if (top >> 24)                                                                            \
+                sh = NLZ8[top >> 24];                                                                 \
+            else if (top >= RFE_EINSUM_FAST_MIN)                                                      \
+                sh = 8 + NLZ8[top >> 16];                                                             \
+            else {                                                                                    \
+                sh = -leaf_slow(m, c, x2, q, lf);                                                     \
+                lfe[f] = -sh;                                                                         \
+                esum -= sh;                                                                           \
+                continue;                                                                             \
+            }                                                                                         \
+            lf[0] = (int32_t)(s0 << sh);                                                              \
+            lf[1] = (int32_t)(s1 << sh);                                                              \
+            lfe[f] = -sh;                                                                             \
+            esum -= sh;                                                                               \
+        }                                                                                             \
+        return esum;                                                                                  \
+    }
+
+RFE_EINSUM_LEAF_K2(4)
+RFE_EINSUM_LEAF_K2(8)
+RFE_EINSUM_LEAF_K2(10)
+RFE_EINSUM_LEAF_K2(12)
+RFE_EINSUM_LEAF_K2(16)
+
+void rfe_einsum_leaf(const rfe_einsum_model_t *m, const int16_t *xq, int32_t *tmp, int32_t *lf)
+{
+    int32_t *lfe = lf + m->F * m->I0;
+    if (m->mixing && m->I0 == 2) {
+        switch (m->L) {
+        case 4: (void)leaf_k2_4(m, xq, tmp, lf, lfe); return;
+        case 8: (void)leaf_k2_8(m, xq, tmp, lf, lfe); return;
+        case 10: (void)leaf_k2_10(m, xq, tmp, lf, lfe); return;
+        case 12: (void)leaf_k2_12(m, xq, tmp, lf, lfe); return;
+        case 16: (void)leaf_k2_16(m, xq, tmp, lf, lfe); return;
+        default: break;
         }
     }
+    (void)leaf_any(m, xq, tmp, lf, lfe);
 }
 
-static void regions_any(const int32_t *lf, int32_t L, const uint16_t *perm_r, const uint16_t *bounds,
-                        int32_t nreg, int32_t *out)
+static int32_t leaves(const rfe_einsum_model_t *m, const int16_t *xq, int32_t *tmp, int32_t *lf)
+{
+    int32_t *lfe = lf + m->F * m->I0;
+    if (m->mixing && m->I0 == 2) {
+        switch (m->L) {
+        case 4: return leaf_k2_4(m, xq, tmp, lf, lfe);
+        case 8: return leaf_k2_8(m, xq, tmp, lf, lfe);
+        case 10: return leaf_k2_10(m, xq, tmp, lf, lfe);
+        case 12: return leaf_k2_12(m, xq, tmp, lf, lfe);
+        case 16: return leaf_k2_16(m, xq, tmp, lf, lfe);
+        default: break;
+        }
+    }
+    return leaf_any(m, xq, tmp, lf, lfe);
+}
+
+/* Below the leaves no vector carries its exponent: a node's exponent is the sum of its children's,
+ * so a repetition's root exponent is the sum of all leaf exponents (the same for every repetition)
+ * minus the NORM shifts made inside the repetition, which are counted in *shifts. */
+
+#define LEAF(lf, off) ((const int32_t *)((const char *)(lf) + (off))) /* permo: byte offsets */
+
+/* Leaf regions of one repetition: out[j] = product of its features' densities, NORM after
+ * every product but the last. */
+static void regions_any(const int32_t *lf, int32_t I, const uint16_t *permo, const uint16_t *bounds, int32_t nreg,
+                        int32_t *out, int32_t *shifts)
 {
     int32_t j, p, k;
-    for (j = 0; j < nreg; j++, out += L) {
-        const int32_t *row = lf + (int32_t)perm_r[bounds[j]] * L;
-        for (k = 0; k < L; k++) out[k] = row[k];
+    uint32_t s[RFE_EINSUM_MAX_I];
+    for (j = 0; j < nreg; j++, out += I) {
+        const int32_t *a = LEAF(lf, permo[bounds[j]]);
+        for (k = 0; k < I; k++) s[k] = (uint32_t)a[k];
         for (p = bounds[j] + 1; p < bounds[j + 1]; p++) {
-            row = lf + (int32_t)perm_r[p] * L;
-            for (k = 0; k < L; k++) out[k] += row[k];
+            a = LEAF(lf, permo[p]);
+            for (k = 0; k < I; k++) s[k] = mulhu(s[k], (uint32_t)a[k]);
+            if (p < bounds[j + 1] - 1) *shifts += norm_vec(s, I); /* not after the last product */
         }
+        for (k = 0; k < I; k++) out[k] = (int32_t)s[k];
     }
 }
 
-/* compile-time L: the L sums of a region stay in registers (a term is a load and an add) */
-#define RFE_EINSUM_REGIONS_N(N)                                                                      \
-    static void regions_##N(const int32_t *lf, const uint16_t *perm_r, const uint16_t *bounds,      \
-                            int32_t nreg, int32_t *out)                                              \
-    {                                                                                                \
-        int32_t j, p, k, acc[N];                                                                     \
-        int32_t lo = bounds[0];                                                                      \
-        for (j = 0; j < nreg; j++, out += (N)) {                                                     \
-            const int32_t hi = bounds[j + 1];                                                        \
-            const int32_t *row = lf + (int32_t)perm_r[lo] * (N);                                     \
-            _Pragma("GCC unroll 16") for (k = 0; k < (N); k++) acc[k] = row[k];                      \
-            for (p = lo + 1; p < hi; p++) {                                                          \
-                row = lf + (int32_t)perm_r[p] * (N);                                                 \
-                _Pragma("GCC unroll 16") for (k = 0; k < (N); k++) acc[k] += row[k];                 \
-            }                                                                                        \
-            _Pragma("GCC unroll 16") for (k = 0; k < (N); k++) out[k] = acc[k];                      \
-            lo = hi;                                                                                 \
-        }                                                                                            \
-    }
-
-RFE_EINSUM_REGIONS_N(2)
-RFE_EINSUM_REGIONS_N(4)
-RFE_EINSUM_REGIONS_N(8)
-RFE_EINSUM_REGIONS_N(10)
-RFE_EINSUM_REGIONS_N(12)
-RFE_EINSUM_REGIONS_N(16)
-
-void rfe_einsum_regions(const int32_t *lf, int32_t L, const uint16_t *perm_r, const uint16_t *bounds,
-                        int32_t nreg, int32_t *out)
+/* One einsum layer of one repetition: node j combines x[2j], x[2j+1] (I mantissas each) with
+ * W[j][O][I][I]; out[j] = O normalized mantissas. In place (out == x) is fine: a node reads both
+ * children before writing and O <= 2 I. */
+static void layer_any(const int32_t *x, int32_t n, int32_t I, int32_t O, const uint32_t *W, uint32_t *p,
+                      int32_t *out, int32_t *shifts)
 {
-    switch (L) {
-    case 2: regions_2(lf, perm_r, bounds, nreg, out); break;
-    case 4: regions_4(lf, perm_r, bounds, nreg, out); break;
-    case 8: regions_8(lf, perm_r, bounds, nreg, out); break;
-    case 10: regions_10(lf, perm_r, bounds, nreg, out); break;
-    case 12: regions_12(lf, perm_r, bounds, nreg, out); break;
-    case 16: regions_16(lf, perm_r, bounds, nreg, out); break;
-    default: regions_any(lf, L, perm_r, bounds, nreg, out); break;
-    }
-}
-
-/* The exponentials of one node's children (Q31 relative to each child's max); returns
- * mu + mv - 29*256, the log-offset of the node's outputs. */
-static inline int32_t node_exps(const int32_t *u, const int32_t *v, int32_t I, uint32_t *a, uint32_t *b)
-{
-    int32_t i, mu = u[0], mv = v[0];
-    for (i = 1; i < I; i++) {
-        if (u[i] > mu) mu = u[i];
-        if (v[i] > mv) mv = v[i];
-    }
-    for (i = 0; i < I; i++) {
-        a[i] = exp2q(mu - u[i]);
-        b[i] = exp2q(mv - v[i]);
-    }
-    return mu + mv - (RFE_EINSUM_NODE_Q << RFE_EINSUM_LU_BITS);
-}
-
-/* Generic node: any I. */
-static void layer_any(const int32_t *x, int32_t n, int32_t I, int32_t O, const uint32_t *W, uint32_t *ab,
-                      int32_t *out)
-{
-    int32_t j, i, o, q;
-    uint32_t *a = ab, *b = ab + I;
-    for (j = 0; j < n; j++, x += 2 * I) {
-        const int32_t base = node_exps(x, x + I, I, a, b);
-        /* x of this node is consumed: out may overwrite it from here on */
-        for (o = 0; o < O; o++) {
-            uint32_t s = 0;
-            for (i = 0; i < I; i++, W += I) {
+    int32_t j, i, q, o;
+    uint32_t s[RFE_EINSUM_MAX_I];
+    for (j = 0; j < n; j++, x += 2 * I, out += O) {
+        const int32_t *a = x, *b = x + I;
+        if (I <= O) { /* product order: I^2 (O + 1) products */
+            for (i = 0; i < I; i++)
+                for (q = 0; q < I; q++) p[i * I + q] = mulhu((uint32_t)a[i], (uint32_t)b[q]);
+            for (o = 0; o < O; o++) {
                 uint32_t t = 0;
-                if (!a[i]) continue; /* exact: this row contributes mulhu(0, t) = 0 */
-                for (q = 0; q < I; q++) t += mulhu(W[q], b[q]);
-                s += mulhu(a[i], t);
+                for (i = 0; i < I * I; i++) t += mulhu(*W++, p[i]);
+                s[o] = t;
             }
-            *out++ = base + log2q(s);
+        } else { /* factored order: O I (I + 1) products */
+            for (o = 0; o < O; o++) {
+                uint32_t acc = 0;
+                for (i = 0; i < I; i++, W += I) {
+                    uint32_t t = 0;
+                    for (q = 0; q < I; q++) t += mulhu(W[q], (uint32_t)b[q]);
+                    acc += mulhu((uint32_t)a[i], t);
+                }
+                s[o] = acc;
+            }
         }
+        *shifts += norm24_vec(s, O);
+        for (o = 0; o < O; o++) out[o] = (int32_t)s[o];
     }
 }
 
-/* The same for a compile-time I: the row dot product unrolls and b[] lives in registers, so a
- * term costs a load, a mulhu and an add (3 rv32 instructions). */
-#define RFE_EINSUM_LAYER_N(N)                                                                        \
-    static void layer_##N(const int32_t *x, int32_t n, int32_t O, const uint32_t *W, uint32_t *ab,  \
-                          int32_t *out)                                                              \
-    {                                                                                                \
-        int32_t j, i, o, q;                                                                          \
-        uint32_t *a = ab, bl[N];                                                                     \
-        for (j = 0; j < n; j++, x += 2 * (N)) {                                                      \
-            int32_t mu = x[0], mv = x[N], base;                                                      \
-            _Pragma("GCC unroll 16") for (q = 1; q < (N); q++) {                                     \
-                if (x[q] > mu) mu = x[q];                                                            \
-                if (x[(N) + q] > mv) mv = x[(N) + q];                                                \
-            }                                                                                        \
-            _Pragma("GCC unroll 16") for (q = 0; q < (N); q++) {                                     \
-                a[q] = exp2q(mu - x[q]);                                                             \
-                bl[q] = exp2q(mv - x[(N) + q]);                                                      \
-            }                                                                                        \
-            base = mu + mv - (RFE_EINSUM_NODE_Q << RFE_EINSUM_LU_BITS);                              \
-            for (o = 0; o < O; o++) {                                                                \
-                uint32_t s = 0;                                                                      \
-                for (i = 0; i < (N); i++, W += (N)) {                                                \
-                    uint32_t t = 0;                                                                  \
-                    if (!a[i]) continue;                                                             \
-                    _Pragma("GCC unroll 16") for (q = 0; q < (N); q++) t += mulhu(W[q], bl[q]);      \
-                    s += mulhu(a[i], t);                                                             \
-                }                                                                                    \
-                *out++ = base + log2q(s);                                                 \
-            }                                                                                        \
-        }                                                                                            \
+/* The factored order for a compile-time I > O (the plain form's first layer, I = L): the children
+ * stay in registers, a term is a load, a mulhu and an add. */
+#define RFE_EINSUM_LAYER_N(N)                                                                         \
+    static void layer_##N(const int32_t *x, int32_t n, int32_t O, const uint32_t *W, int32_t *out,    \
+                          int32_t *shifts)                                                            \
+    {                                                                                                 \
+        int32_t j, i, q, o;                                                                           \
+        uint32_t s[RFE_EINSUM_MAX_I], bl[N], al[N];                                                   \
+        for (j = 0; j < n; j++, x += 2 * (N), out += O) {                                             \
+            _Pragma("GCC unroll 16") for (q = 0; q < (N); q++) {                                      \
+                al[q] = (uint32_t)x[q];                                                               \
+                bl[q] = (uint32_t)x[(N) + q];                                                         \
+            }                                                                                         \
+            for (o = 0; o < O; o++) {                                                                 \
+                uint32_t acc = 0;                                                                     \
+                for (i = 0; i < (N); i++, W += (N)) {                                                 \
+                    uint32_t t = 0;                                                                   \
+                    _Pragma("GCC unroll 16") for (q = 0; q < (N); q++) t += mulhu(W[q], bl[q]);       \
+                    acc += mulhu(al[i], t);                                                           \
+                }                                                                                     \
+                s[o] = acc;                                                                           \
+            }                                                                                         \
+            *shifts += norm24_vec(s, O);                                                                \
+            for (o = 0; o < O; o++) out[o] = (int32_t)s[o];                                           \
+        }                                                                                             \
     }
 
-RFE_EINSUM_LAYER_N(2)
-RFE_EINSUM_LAYER_N(3)
 RFE_EINSUM_LAYER_N(4)
-RFE_EINSUM_LAYER_N(5)
-RFE_EINSUM_LAYER_N(6)
 RFE_EINSUM_LAYER_N(8)
 RFE_EINSUM_LAYER_N(10)
 RFE_EINSUM_LAYER_N(12)
 RFE_EINSUM_LAYER_N(16)
 
-void rfe_einsum_layer(const int32_t *x, int32_t n, int32_t I, int32_t O, const uint32_t *W, uint32_t *ab,
-                      int32_t *out)
+static void layer_gen(const int32_t *x, int32_t n, int32_t I, int32_t O, const uint32_t *W, uint32_t *p,
+                      int32_t *out, int32_t *shifts)
 {
-    switch (I) {
-    case 2: layer_2(x, n, O, W, ab, out); break;
-    case 3: layer_3(x, n, O, W, ab, out); break;
-    case 4: layer_4(x, n, O, W, ab, out); break;
-    case 5: layer_5(x, n, O, W, ab, out); break;
-    case 6: layer_6(x, n, O, W, ab, out); break;
-    case 8: layer_8(x, n, O, W, ab, out); break;
-    case 10: layer_10(x, n, O, W, ab, out); break;
-    case 12: layer_12(x, n, O, W, ab, out); break;
-    case 16: layer_16(x, n, O, W, ab, out); break;
-    default: layer_any(x, n, I, O, W, ab, out); break;
+    if (I > O) {
+        switch (I) {
+        case 4: layer_4(x, n, O, W, out, shifts); return;
+        case 8: layer_8(x, n, O, W, out, shifts); return;
+        case 10: layer_10(x, n, O, W, out, shifts); return;
+        case 12: layer_12(x, n, O, W, out, shifts); return;
+        case 16: layer_16(x, n, O, W, out, shifts); return;
+        default: break;
+        }
+    }
+    layer_any(x, n, I, O, W, p, out, shifts);
+}
+
+/* The root's products of one repetition: P[i][j] = mulhu(a_i, b_j). */
+static void root_products(const int32_t *x, int32_t I, uint32_t *P)
+{
+    int32_t i, q;
+    for (i = 0; i < I; i++)
+        for (q = 0; q < I; q++) P[i * I + q] = mulhu((uint32_t)x[i], (uint32_t)x[I + q]);
+}
+
+/* acc[c] = sum_k mulhu(W_c[k], P[k]), k < n. Seven classes per pass share each P load; their
+ * weights are interleaved ([C/7][n][7], then the C % 7 remaining classes row by row). */
+static void class_sums(const uint32_t *W, const uint32_t *P, int32_t n, int32_t C, uint32_t *acc)
+{
+    int32_t c = 0, k;
+    for (; c + 7 <= C; c += 7) {
+        uint32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0;
+        for (k = 0; k < n; k++, W += 7) {
+            const uint32_t v = P[k];
+            s0 += mulhu(W[0], v);
+            s1 += mulhu(W[1], v);
+            s2 += mulhu(W[2], v);
+            s3 += mulhu(W[3], v);
+            s4 += mulhu(W[4], v);
+            s5 += mulhu(W[5], v);
+            s6 += mulhu(W[6], v);
+        }
+        acc[c] = s0;
+        acc[c + 1] = s1;
+        acc[c + 2] = s2;
+        acc[c + 3] = s3;
+        acc[c + 4] = s4;
+        acc[c + 5] = s5;
+        acc[c + 6] = s6;
+    }
+    for (; c < C; c++) {
+        uint32_t s0 = 0;
+        for (k = 0; k < n; k++) s0 += mulhu(*W++, P[k]);
+        acc[c] = s0;
     }
 }
 
-void rfe_einsum_mix(const int32_t *root, int32_t R, int32_t C, const int32_t *mixq, int32_t *tmp, int32_t *ll)
+/* ---- K = 2: vectors travel in registers ---- */
+typedef struct {
+    uint32_t m0, m1;
+} v2_t;
+
+/* the K = 2 helpers must inline into their loops so the vectors and the shift count stay in registers */
+#if defined(__GNUC__)
+#define RFE_INLINE static inline __attribute__((always_inline))
+#define RFE_NOINLINE __attribute__((noinline))
+#else
+#define RFE_INLINE static inline
+#define RFE_NOINLINE
+#endif
+
+/* a region of more than two features (not in the paper configurations): NORM between products;
+ * the shift count comes back in *sh (a local of the caller's slow path only) */
+static RFE_NOINLINE v2_t region_2_long(const int32_t *lf, const uint16_t *po, int32_t n, int32_t *sh)
 {
-    int32_t c, r, rsh = ceil_log2(R);
-    for (c = 0; c < C; c++) {
-        for (r = 0; r < R; r++) tmp[r] = mixq[c * R + r] + root[r * C + c];
-        ll[c] = rfe_einsum_lse(tmp, R, rsh);
+    const int32_t *a = LEAF(lf, po[0]);
+    v2_t r;
+    int32_t p, t = 0;
+    r.m0 = (uint32_t)a[0];
+    r.m1 = (uint32_t)a[1];
+    for (p = 1; p < n; p++) {
+        a = LEAF(lf, po[p]);
+        r.m0 = mulhu(r.m0, (uint32_t)a[0]);
+        r.m1 = mulhu(r.m1, (uint32_t)a[1]);
+        if (p < n - 1) t += norm2(&r.m0, &r.m1);
     }
+    *sh = t;
+    return r;
 }
 
-int32_t rfe_einsum_posterior(int32_t *lp, const int32_t *priorq, int32_t C)
+RFE_INLINE v2_t region_2(const int32_t *lf, const uint16_t *po, int32_t n, int32_t *shifts)
 {
-    int32_t c, z, best = 0;
-    for (c = 0; c < C; c++) lp[c] += priorq[c];
-    z = rfe_einsum_lse(lp, C, ceil_log2(C));
-    for (c = 0; c < C; c++) {
-        lp[c] -= z;
-        if (lp[c] > lp[best]) best = c;
+    const int32_t *a = LEAF(lf, po[0]);
+    v2_t r;
+    if (n > 2) {
+        int32_t t;
+        r = region_2_long(lf, po, n, &t);
+        *shifts += t;
+        return r;
     }
-    return best;
+    r.m0 = (uint32_t)a[0];
+    r.m1 = (uint32_t)a[1];
+    if (n == 2) { /* balanced regions of the paper configurations hold 1 or 2 features */
+        a = LEAF(lf, po[1]);
+        r.m0 = mulhu(r.m0, (uint32_t)a[0]);
+        r.m1 = mulhu(r.m1, (uint32_t)a[1]);
+    }
+    return r;
 }
+
+RFE_INLINE v2_t node_2(v2_t a, v2_t b, const uint32_t *W, int32_t *shifts)
+{
+    /* I = K = 2: the product order (4 + 8 products) */
+    const uint32_t p00 = mulhu(a.m0, b.m0), p01 = mulhu(a.m0, b.m1), p10 = mulhu(a.m1, b.m0),
+                   p11 = mulhu(a.m1, b.m1);
+    v2_t r;
+    r.m0 = mulhu(W[0], p00) + mulhu(W[1], p01) + mulhu(W[2], p10) + mulhu(W[3], p11);
+    r.m1 = mulhu(W[4], p00) + mulhu(W[5], p01) + mulhu(W[6], p10) + mulhu(W[7], p11);
+    *shifts += norm24_2(&r.m0, &r.m1);
+    return r;
+}
+
+RFE_INLINE void put_2(int32_t *out, v2_t v)
+{
+    out[0] = (int32_t)v.m0;
+    out[1] = (int32_t)v.m1;
+}
+
+RFE_INLINE v2_t get_2(const int32_t *x)
+{
+    v2_t v;
+    v.m0 = (uint32_t)x[0];
+    v.m1 = (uint32_t)x[1];
+    return v;
+}
+
+/* The regions and the first two einsum layers of one repetition in registers: every group of 4
+ * leaf regions becomes one layer-2 input (needs D >= 3). W0, W1: this repetition's weights. */
+/* (kept out of rfe_einsum_forward: inlined there it loses registers to the outer loops) */
+static RFE_NOINLINE int32_t regions_l01_2(const int32_t *lf, const uint16_t *permo, const uint16_t *bounds, int32_t nreg,
+                             const uint32_t *W0, const uint32_t *W1, int32_t *out)
+{
+    int32_t j, sh = 0;
+    for (j = 0; j < nreg; j += 4, W0 += 16, W1 += 8, out += 2) {
+        const int32_t b0 = bounds[j], b1 = bounds[j + 1], b2 = bounds[j + 2], b3 = bounds[j + 3], b4 = bounds[j + 4];
+        v2_t r0 = region_2(lf, permo + b0, b1 - b0, &sh);
+        v2_t r1 = region_2(lf, permo + b1, b2 - b1, &sh);
+        v2_t n0 = node_2(r0, r1, W0, &sh);
+        v2_t r2 = region_2(lf, permo + b2, b3 - b2, &sh);
+        v2_t r3 = region_2(lf, permo + b3, b4 - b3, &sh);
+        v2_t n1 = node_2(r2, r3, W0 + 8, &sh);
+        put_2(out, node_2(n0, n1, W1, &sh));
+    }
+    return sh;
+}
+
+/* The same three layers deep: every group of 8 leaf regions becomes one layer-3 input (D >= 4). */
+static RFE_NOINLINE int32_t regions_l012_2(const int32_t *lf, const uint16_t *permo, const uint16_t *bounds,
+                                           int32_t nreg, const uint32_t *W0, const uint32_t *W1, const uint32_t *W2,
+                                           int32_t *out)
+{
+    int32_t j, sh = 0;
+    for (j = 0; j < nreg; j += 8, W0 += 32, W1 += 16, W2 += 8, out += 2) {
+        const uint16_t *b = bounds + j;
+        v2_t r0 = region_2(lf, permo + b[0], b[1] - b[0], &sh);
+        v2_t r1 = region_2(lf, permo + b[1], b[2] - b[1], &sh);
+        v2_t n0 = node_2(r0, r1, W0, &sh);
+        v2_t r2 = region_2(lf, permo + b[2], b[3] - b[2], &sh);
+        v2_t r3 = region_2(lf, permo + b[3], b[4] - b[3], &sh);
+        v2_t n1 = node_2(r2, r3, W0 + 8, &sh);
+        v2_t q0 = node_2(n0, n1, W1, &sh);
+        v2_t r4 = region_2(lf, permo + b[4], b[5] - b[4], &sh);
+        v2_t r5 = region_2(lf, permo + b[5], b[6] - b[5], &sh);
+        v2_t n2 = node_2(r4, r5, W0 + 16, &sh);
+        v2_t r6 = region_2(lf, permo + b[6], b[7] - b[6], &sh);
+        v2_t r7 = region_2(lf, permo + b[7], b[8] - b[7], &sh);
+        v2_t n3 = node_2(r6, r7, W0 + 24, &sh);
+        v2_t q1 = node_2(n2, n3, W1 + 8, &sh);
+        put_2(out, node_2(q0, q1, W2, &sh));
+    }
+    return sh;
+}
+
+/* Four layers deep: every group of 16 leaf regions becomes one layer-4 input (D >= 5); the
+ * group of 8 below is the body of regions_l012_2 with its pointers passed in. */
+RFE_INLINE v2_t group8_2(const int32_t *lf, const uint16_t *permo, const uint16_t *b, const uint32_t *W0,
+                         const uint32_t *W1, const uint32_t *W2, int32_t *sh)
+{
+    v2_t r0 = region_2(lf, permo + b[0], b[1] - b[0], sh);
+    v2_t r1 = region_2(lf, permo + b[1], b[2] - b[1], sh);
+    v2_t n0 = node_2(r0, r1, W0, sh);
+    v2_t r2 = region_2(lf, permo + b[2], b[3] - b[2], sh);
+    v2_t r3 = region_2(lf, permo + b[3], b[4] - b[3], sh);
+    v2_t n1 = node_2(r2, r3, W0 + 8, sh);
+    v2_t q0 = node_2(n0, n1, W1, sh);
+    v2_t r4 = region_2(lf, permo + b[4], b[5] - b[4], sh);
+    v2_t r5 = region_2(lf, permo + b[5], b[6] - b[5], sh);
+    v2_t n2 = node_2(r4, r5, W0 + 16, sh);
+    v2_t r6 = region_2(lf, permo + b[6], b[7] - b[6], sh);
+    v2_t r7 = region_2(lf, permo + b[7], b[8] - b[7], sh);
+    v2_t n3 = node_2(r6, r7, W0 + 24, sh);
+    v2_t q1 = node_2(n2, n3, W1 + 8, sh);
+    return node_2(q0, q1, W2, sh);
+}
+
+static RFE_NOINLINE int32_t regions_l0123_2(const int32_t *lf, const uint16_t *permo, const uint16_t *bounds,
+                                            int32_t nreg, const uint32_t *W0, const uint32_t *W1,
+                                            const uint32_t *W2, const uint32_t *W3, int32_t *out)
+{
+    int32_t j, sh = 0;
+    for (j = 0; j < nreg; j += 16, W0 += 64, W1 += 32, W2 += 16, W3 += 8, out += 2) {
+        v2_t a = group8_2(lf, permo, bounds + j, W0, W1, W2, &sh);
+        v2_t b = group8_2(lf, permo, bounds + j + 8, W0 + 32, W1 + 16, W2 + 8, &sh);
+        put_2(out, node_2(a, b, W3, &sh));
+    }
+    return sh;
+}
+
+static int32_t regions_2(const int32_t *lf, const uint16_t *permo, const uint16_t *bounds, int32_t nreg, int32_t *out)
+{
+    int32_t j, sh = 0;
+    for (j = 0; j < nreg; j++, out += 2)
+        put_2(out, region_2(lf, permo + bounds[j], bounds[j + 1] - bounds[j], &sh));
+    return sh;
+}
+
+static int32_t layer_2(const int32_t *x, int32_t n, const uint32_t *W, int32_t *out)
+{
+    int32_t j, sh = 0;
+    for (j = 0; j < n; j++, x += 4, out += 2, W += 8) put_2(out, node_2(get_2(x), get_2(x + 2), W, &sh));
+    return sh;
+}
+
+#ifdef RFE_EINSUM_PROFILE
+#define PROF(i) rfe_einsum_prof_mark(i)
+#else
+#define PROF(i) ((void)0)
+#endif
 
 int32_t rfe_einsum_forward(const rfe_einsum_model_t *m, const int16_t *xq, int32_t *scratch, int32_t *logpost)
 {
-    const int32_t L = m->L, K = m->K, D = m->D, R = m->R, C = m->C;
+    const int32_t K = m->K, D = m->D, R = m->R, C = m->C, I0 = m->I0;
     const int32_t nreg = 1L << D;
-    const int32_t I0 = L > K ? L : K;
-    int32_t *lf = scratch;
-    int32_t *reg = lf + m->F * L;
-    int32_t *root = reg + nreg * L;
-    uint32_t *ab = (uint32_t *)(root + R * C);
-    int32_t *tmp = (int32_t *)(ab + 2 * I0);
-    int32_t r, l;
-    rfe_einsum_leaf(m, xq, lf);
+    const int32_t Im = I0 > K ? I0 : K;
+    const int32_t rshR = ceil_log2(R);
+    int32_t *lf = scratch; /* [F][I0] mantissas, then [F] exponents */
+    int32_t *reg = lf + m->F * (I0 + 1);
+    uint32_t *roots = (uint32_t *)(reg + nreg * Im); /* [R][I*I] root products */
+    int32_t *rootE = (int32_t *)(roots + R * Im * Im);
+    uint32_t *p = (uint32_t *)(rootE + R);
+    int32_t *tmp = (int32_t *)(p + Im * Im);
+    int32_t r, l, c, E, best, esum;
+    esum = leaves(m, xq, tmp, lf);
+    PROF(0);
     for (r = 0; r < R; r++) {
-        int32_t n = nreg / 2, I = L;
-        rfe_einsum_regions(lf, L, m->perm + r * m->F, m->bounds, nreg, reg);
-        for (l = 0; l < D - 1; l++, n /= 2) {
-            rfe_einsum_layer(reg, n, I, K, m->W[l] + (int32_t)r * n * K * I * I, ab, reg);
+        int32_t n = nreg / 2, I = I0, sh = 0;
+        const uint16_t *permo = m->permo + r * m->F;
+        l = 0;
+        if (I0 == 2 && K == 2 && D >= 5) {
+            /* regions and layers 0-3 fused (SPR, WA) */
+            sh = regions_l0123_2(lf, permo, m->bounds, nreg, m->W[0] + (int32_t)r * n * 8,
+                                 m->W[1] + (int32_t)r * (n / 2) * 8, m->W[2] + (int32_t)r * (n / 4) * 8,
+                                 m->W[3] + (int32_t)r * (n / 8) * 8, reg);
+            PROF(1);
+            l = 4;
+            n /= 16;
+            I = K;
+        } else if (I0 == 2 && K == 2 && D >= 4) {
+            /* regions and layers 0-2 fused (SA) */
+            sh = regions_l012_2(lf, permo, m->bounds, nreg, m->W[0] + (int32_t)r * n * 8,
+                                m->W[1] + (int32_t)r * (n / 2) * 8, m->W[2] + (int32_t)r * (n / 4) * 8, reg);
+            PROF(1);
+            l = 3;
+            n /= 8;
+            I = K;
+        } else if (I0 == 2 && K == 2 && D >= 3) {
+            /* regions, layers 0 and 1 fused */
+            sh = regions_l01_2(lf, permo, m->bounds, nreg, m->W[0] + (int32_t)r * n * 8,
+                               m->W[1] + (int32_t)r * (n / 2) * 8, reg);
+            PROF(1);
+            l = 2;
+            n /= 4;
+            I = K;
+        } else {
+            if (I0 == 2)
+                sh = regions_2(lf, permo, m->bounds, nreg, reg);
+            else
+                regions_any(lf, I0, permo, m->bounds, nreg, reg, &sh);
+            PROF(1);
+        }
+        for (; l < D - 1; l++, n /= 2) {
+            if (I == 2 && K == 2)
+                sh += layer_2(reg, n, m->W[l] + (int32_t)r * n * 8, reg);
+            else
+                layer_gen(reg, n, I, K, m->W[l] + (int32_t)r * n * K * I * I, p, reg, &sh);
             I = K;
         }
-        rfe_einsum_layer(reg, 1, I, C, m->W[D - 1] + (int32_t)r * C * I * I, ab, root + r * C);
+        PROF(2);
+        root_products(reg, I, roots + r * I * I);
+        rootE[r] = esum - sh;
+        PROF(3);
     }
-    rfe_einsum_mix(root, R, C, m->mixq, tmp, logpost);
-    return rfe_einsum_posterior(logpost, m->priorq, C);
+    /* root sums and the mixture over repetitions: align the root products of all repetitions to
+     * the largest exponent, then one dot product per class, one log2 per class */
+    {
+        const int32_t I = D > 1 ? K : I0, II = I * I, n = R * II;
+        uint32_t *acc = (uint32_t *)logpost;
+        E = rootE[0];
+        for (r = 1; r < R; r++)
+            if (rootE[r] > E) E = rootE[r];
+        for (r = 0; r < R; r++) {
+            const int32_t s = E - rootE[r] + rshR;
+            uint32_t *v = roots + r * II;
+            for (c = 0; c < II; c++) v[c] = s < 32 ? v[c] >> s : 0u;
+        }
+        class_sums(m->WR, roots, n, C, acc);
+        E = (int32_t)((uint32_t)(E + rshR - 32) << RFE_EINSUM_LU_BITS) + m->const_lu;
+        for (c = 0; c < C; c++) logpost[c] = E + log2q(acc[c]) + m->pc[c];
+    }
+    /* normalize: log-posterior = J - LSE(J) */
+    E = rfe_einsum_lse(logpost, C, ceil_log2(C));
+    best = 0;
+    for (c = 0; c < C; c++) {
+        logpost[c] -= E;
+        if (logpost[c] > logpost[best]) best = c;
+    }
+    PROF(4);
+    return best;
 }
 
 int32_t rfe_einsum_fuse(const int32_t *const *lps, int32_t n, int32_t C, int32_t *score)

@@ -3,12 +3,15 @@
  *
  * The arithmetic is defined by host/rfedge/einsum_fixed.py (its module docstring), whose
  * integer reference these kernels match bit for bit:
- *   - log-values are int32 in LU = 1/256 bit (log2 p = v / 256);
- *   - the inputs are int16 standardized features with zf fraction bits;
- *   - an einsum node works in the linear domain relative to the max of each child
- *     (Q31 exponentials from a 256-entry table, Q31 weights, mulhu products) and returns to the
- *     log domain through a 257-entry interpolated log2 table.
- * One function per op; rfe_einsum_forward() chains them for one network.
+ *   - inside the circuit: block floating point, uint32 mantissas (value = m / 2^32 * 2^e) with one
+ *     int32 exponent per region vector (below the leaves only a per-repetition shift count is
+ *     kept: exponents just add up), products by mulhu, normalized by a leading-zero byte table
+ *     (einsum nodes only when the top mantissa falls below 2^24);
+ *   - leaves: a Q32 Gaussian table over the standardized distance (64 steps per sigma), mixed per
+ *     feature into K (leaf mixing) or L densities; a log-domain slow path for far-away inputs;
+ *   - outputs: log2-posteriors in LU = 1/256 bit (int32), via a 257-entry interpolated log2 table.
+ * The K = 2 paths (every paper configuration) are fully unrolled, the regions and the first 2-4
+ * einsum layers evaluated in registers; other sizes take generic loops.
  */
 #ifndef RFE_EINSUM_H
 #define RFE_EINSUM_H
@@ -20,26 +23,31 @@ extern "C" {
 #endif
 
 #define RFE_EINSUM_LU_BITS 8
-#define RFE_EINSUM_NODE_Q 29
-#define RFE_EINSUM_E_MAX 46340u
+#define RFE_EINSUM_GT_OFF 448       /* Gaussian table centre (7 sigma x 64 steps) */
+#define RFE_EINSUM_FAST_MIN 65536u  /* leaf fast path needs OR of the densities >= 2^16 */
+#define RFE_EINSUM_KQ 189097u       /* round(2^24 * 32 log2(e) / 64^2) */
+#define RFE_EINSUM_MAX_I 64
 #define RFE_EINSUM_FUSE_CLAMP (1L << 27)
 
 /* One network's constants (filled by the code generator, converters/rfedge_codegen/emit_einsum.py). */
 typedef struct {
     int32_t F, D, K, L, R, C;
-    int32_t qmax;                 /* per-feature cap of the quadratic leaf term (LU) */
-    const int16_t *muq;           /* [F][L] leaf means, zf fraction bits */
-    const uint16_t *g;            /* [F][L] gain: e = (|zq - muq| * g + round) >> sh */
-    const uint8_t *sh;            /* [F][L] 1..31 */
-    const int32_t *c;             /* [F][L] leaf log-normalizer, LU */
-    const uint16_t *perm;         /* [R][F] feature order of each repetition */
+    int32_t I0;                   /* leaf densities per region: K (leaf mixing) or L */
+    int32_t mixing;               /* 1: I0 mixing weights per (f, l); 0: one (diagonal) */
+    int32_t qmax;                 /* per-feature cap of the slow path's log-values (LU) */
+    int32_t const_lu;             /* sum over features of log2(A_f / sqrt(2 pi)), LU */
+    const uint32_t *leafc;        /* [F][L][2 + nw]: mb (int32 bits), g, nw Q32 weights */
+    const uint16_t *permo;        /* [R][F] byte offsets 4 * f * I0 into the leaf table */
     const uint16_t *bounds;       /* [2^D + 1] leaf region boundaries */
-    const uint32_t *const *W;     /* D layers: layer l < D-1 [R][2^(D-1-l)][K][I][I], root [R][C][I][I] (Q31) */
-    const int32_t *mixq;          /* [C][R] log2 mixture weights, LU */
-    const int32_t *priorq;        /* [C] log2 prior, LU */
+    const uint32_t *const *W;     /* D-1 layers [R][2^(D-1-l)][K][I][I], Q32 */
+    const uint32_t *WR;           /* root weights, the mixture folded in, Q32: per class c a row
+                                   * [R][I][I]; rows of classes 7b..7b+6 interleaved ([n][7]), the
+                                   * last C % 7 rows plain */
+    const int32_t *pc;            /* [C] class constants (prior, mixture scale), LU */
 } rfe_einsum_model_t;
 
-/* Words of int32 scratch rfe_einsum_forward needs: F*L + 2^D*L + R*C + 2*max(L,K) + C. */
+/* Words of int32 scratch rfe_einsum_forward needs:
+ * F*(I0+1) + 2^D*I + R*(I*I+1) + I*I + L, I = max(I0, K). */
 int32_t rfe_einsum_scratch_words(const rfe_einsum_model_t *m);
 
 /* 2^(-d/256) in Q31 for d >= 0 (0 from d >= 32*256 on). */
@@ -49,25 +57,20 @@ int32_t rfe_einsum_log2q(uint32_t s);
 /* log-sum-exp of n log-values (LU); rsh = ceil(log2 n). */
 int32_t rfe_einsum_lse(const int32_t *v, int32_t n, int32_t rsh);
 
-/* Leaf log-densities of every feature and component: lf[F][L] (LU). */
-void rfe_einsum_leaf(const rfe_einsum_model_t *m, const int16_t *xq, int32_t *lf);
-/* Leaf regions of one repetition: out[2^D][L] = sums of lf rows over each region's features. */
-void rfe_einsum_regions(const int32_t *lf, int32_t L, const uint16_t *perm_r, const uint16_t *bounds,
-                        int32_t nreg, int32_t *out);
-/* One einsum layer of one repetition: n nodes, node j combines x[2j][I] and x[2j+1][I] with
- * weights W[j][O][I][I]; writes out[j][O]. out may equal x (in place) when O <= 2I.
- * ab: 2*I words of scratch. */
-void rfe_einsum_layer(const int32_t *x, int32_t n, int32_t I, int32_t O, const uint32_t *W, uint32_t *ab,
-                      int32_t *out);
-/* Mixture over repetitions: ll[c] = LSE_r(mixq[c][r] + root[r][c]); tmp: R words. */
-void rfe_einsum_mix(const int32_t *root, int32_t R, int32_t C, const int32_t *mixq, int32_t *tmp, int32_t *ll);
-/* In place: lp[c] = ll[c] + priorq[c] - LSE_c(same). Returns the argmax (smallest index on ties). */
-int32_t rfe_einsum_posterior(int32_t *lp, const int32_t *priorq, int32_t C);
-/* The whole network: logpost[C] (LU); returns the predicted class. */
+/* Leaf densities of every feature: lf[F][I0] normalized mantissas, then lf[F*I0 + f] the exponents.
+ * tmp: L words. */
+void rfe_einsum_leaf(const rfe_einsum_model_t *m, const int16_t *xq, int32_t *tmp, int32_t *lf);
+/* The whole network: logpost[C] (LU); returns the predicted class (smallest index on ties). */
 int32_t rfe_einsum_forward(const rfe_einsum_model_t *m, const int16_t *xq, int32_t *scratch, int32_t *logpost);
 /* Fusion on the aggregator: score[c] = sum_n clamp(lps[n][c], +-2^27) (n <= 15); returns argmax
  * (smallest index on ties). score may be NULL. */
 int32_t rfe_einsum_fuse(const int32_t *const *lps, int32_t n, int32_t C, int32_t *score);
+
+#ifdef RFE_EINSUM_PROFILE
+/* Called at stage boundaries (0 leaves, 1 regions, 2 einsum layers, 3 root, 4 classes): the
+ * harness attributes the instructions since the previous call to `stage`. */
+void rfe_einsum_prof_mark(int stage);
+#endif
 
 #ifdef __cplusplus
 }
