@@ -176,7 +176,8 @@ def train_einsum(data_dir, out_run, configs=PAPER_TABLE_IV, split: str = "repeti
     for name, r in nets.items():
         einsum_format.save(r["params"], out / f"{name}.npz")
         net = r["net"]
-        per[name] = {"config": {"F": net.F, "D": net.D, "K": net.K, "L": net.L, "R": net.R, "C": net.C},
+        per[name] = {"config": {"F": net.F, "D": net.D, "K": net.K, "L": net.L, "R": net.R, "C": net.C,
+                                "leaf_mixing": net.leaf_mixing},
                      **scores(y_test, r["log_posteriors"].argmax(1), C),
                      "paper_macs": net.paper_macs(), "exact_ops": net.exact_ops(),
                      "train_seconds": round(r["seconds"], 2),
