@@ -15,6 +15,7 @@ import pytest
 from rfedge import einsum_device as ed
 from rfedge import proto
 from rfedge.board import DeviceError, open_board
+from rfedge.boards import require_board
 from rfedge.errors import RfedgeError
 from rfedge.firmware import build_firmware
 from test_kernels import require_cc
@@ -123,46 +124,137 @@ def test_bad_input_length_and_garbage_get_error_frames(devices, sig):
                                   nets["SA"].log_posteriors(sig.take([3]))[0])
 
 
-def test_affine_shifts_below_and_above_32_on_the_device(sig, tmp_path):
-    """The C takes a 32-bit path for sh >= 32 and a 64-bit one below; trained networks give both
-    (shifts 31..47 on the simulated set), the random fixture only the first. Constants spread over
-    sh in [0, 62] with gains that keep xq in range, the same glue, Python and C compared."""
+def _kind(aff, f: int) -> str:
+    """The C variant of feature f (einsum_device._affine_c)."""
+    k = tuple(int(v[f]) for v in (aff.lo, aff.hi, aff.origin, aff.pre, aff.mult, aff.bias, aff.shift))
+    inside = ed._affine_v(k[0], *k[2:]) >= -32767 and ed._affine_v(k[1], *k[2:]) <= 32767
+    if k[0] == ed.INT32_MIN and k[1] == ed.INT32_MAX:
+        return "full" if inside else "full+sat"
+    return ("window" if inside else "window+sat") + ("+pre" if k[3] else "")
+
+
+def _affine_of(set_name: str, a, b) -> ed.FeatureAffine:
+    cols = np.array([ed._affine_constants(float(x), float(y)) for x, y in zip(a, b)], np.int64).T
+    return ed.FeatureAffine(set_name, *cols)
+
+
+def _exact_xq(a: float, b: float, q) -> np.ndarray:
+    """sat16(rint(a q - b)) with Fractions (a, b as the float64 they are) and the distance of a q - b
+    to the nearest half step."""
+    from fractions import Fraction
+
+    fa, fb = Fraction(a), Fraction(b)
+    out, dist = [], []
+    for v in q:
+        z = fa * int(v) - fb
+        r = int(np.floor(z + Fraction(1, 2)))
+        out.append(min(max(r, -32767), 32767))
+        dist.append(abs(float(z - np.floor(z) - Fraction(1, 2))))
+    return np.array(out), np.array(dist)
+
+
+@pytest.mark.parametrize("board", ["host", "qemu-rv32"])
+def test_affine_kinds_on_the_device(sig, tmp_path, board):
+    """Every C variant of the affine (full window with and without the clamp, bounded window with
+    and without the clamp and the pre-shift, a gain above one step per LSB, a window cut by an
+    int32 limit) on real device features, about a third saturated, Python and C compared; on
+    qemu-rv32 with the mulh of the inline assembly."""
     import dataclasses
 
-    require_cc()
+    if board == "host":
+        require_cc()
+    else:
+        require_board(board)
     base = ed.device_net("SA", ed.fitted_random_params("SA", sig, seed=3), sig)
     Q = ed.device_features("SA", sig).astype(np.float64)
     med = np.median(Q, axis=0)
-    g = 3000.0 / (np.max(np.abs(Q - med), axis=0) + 1.0)           # |xq| up to ~3000
-    top = np.clip(29 - np.ceil(np.log2(g)), 0, 62)
-    sh = np.clip(top - np.array([0, 8, 16, 24, 40])[np.arange(len(g)) % 5], 0, 62).astype(np.int64)
-    mult = np.minimum(np.rint(g * 2.0 ** sh), 2 ** 30 - 1).astype(np.int64)
-    bias = np.rint(-med * mult).astype(np.int64)
-    aff = ed.FeatureAffine("SA", mult, bias, sh)
-    assert (sh < 32).sum() >= 5 and (sh >= 32).sum() >= 5 and (sh == 0).any()
+    spread = np.max(np.abs(Q - med), axis=0) + 1.0
+    F = len(med)
+    # xq spans +-(0.3 .. 6) x 32767 over the trials: unsaturated up to mostly saturated
+    span = np.array([0.3, 1.5, 6.0, 0.8])[np.arange(F) % 4]
+    a = span * 32767.0 / spread
+    b = a * med
+    # a tiny gain whose whole int32 range stays inside +-32767 (full window, no clamp)
+    a[0], b[0] = 2.0 ** -17, 2.0 ** -17 * med[0]
+    # a small gain with the full window and the clamp
+    a[1], b[1] = 2.0 ** -13, 2.0 ** -13 * med[1]
+    # a gain above one xq step per feature LSB (edges not exact: the output clamp)
+    f_big = int(np.argmin(spread))
+    a[f_big] = max(3.7, 3.0 * 32767.0 / spread[f_big])
+    b[f_big] = a[f_big] * med[f_big]
+    aff = _affine_of("SA", a, b)
+    kinds = {_kind(aff, f) for f in range(F)}
+    assert {"full", "full+sat", "window+pre"} <= kinds and any("window+sat" in k for k in kinds), kinds
     net = dataclasses.replace(base, aff=aff)
     xq = net.xq(sig)
-    assert np.mean(np.abs(xq) == 32767) < 0.1 and np.std(xq) > 100   # mostly unsaturated, not constant
+    sat = np.abs(xq) == 32767
+    assert 0.03 < sat.mean() < 0.6 and np.std(xq) > 100
     gen = ed.emit_device_model(net, tmp_path / "gen", sig.take([2]))
     X = ed.pack_inputs("SA", sig)
-    with open_board("host", build_firmware("host", gen, tmp_path / "fw"), timeout=10.0) as dev:
+    with open_board(board, build_firmware(board, gen, tmp_path / "fw"), timeout=20.0) as dev:
+        assert dev.selftest()[0] == 0
         got = np.stack([ed.unpack_output(dev.invoke(X[i].view(np.int8))[0], 21) for i in range(len(sig))])
     np.testing.assert_array_equal(got, net.log_posteriors(sig))
 
 
+def test_affine_edges_extremes_and_error_bound():
+    """On the constants of many gains and offsets: the int32 extremes, the window's ends and their
+    neighbours; the window never changes xq (the clamped feature saturates beyond it); xq equals
+    sat16(rint(a q - b)) except within 1.75 2^-sh of a half step, and then by one."""
+    rng = np.random.default_rng(7)
+    a = np.concatenate([2.0 ** rng.uniform(-20, 4, 60), [2.0 ** -17, 2.0 ** -9, 0.5, 1.0, 1.0 - 2 ** -20, 17.0]])
+    b = np.concatenate([rng.normal(0, 1, 60) * 32767 * rng.choice([0.01, 1, 30], 60), [0, 5e4, -3e4, 0.5, 7, -1e5]])
+    # offsets that put the window against an int32 limit
+    b[:4] = a[:4] * np.array([-2.0 ** 31, 2.0 ** 31 - 1, -2.0 ** 31 + 1e3 / a[0], 2.0 ** 31 - 1e3 / a[1]])
+    aff = _affine_of("SA", a, b)
+    assert aff.full.any() and (~aff.full).any() and (aff.pre > 0).any() and (aff.shift >= ed.SH_MIN).all()
+    for f in range(len(a)):
+        lo, hi = int(aff.lo[f]), int(aff.hi[f])
+        probe = {ed.INT32_MIN, ed.INT32_MIN + 1, -1, 0, 1, ed.INT32_MAX - 1, ed.INT32_MAX,
+                 lo - 1, lo, lo + 1, hi - 1, hi, hi + 1}
+        mid = (b[f] / a[f]) if abs(b[f] / a[f]) < 2 ** 31 else 0.0
+        probe |= {int(np.clip(mid + d / a[f], ed.INT32_MIN, ed.INT32_MAX))
+                  for d in (-40000, -32767.5, -100.25, 0, 3.5, 32766.5, 40000)}
+        q = np.array(sorted(v for v in probe if ed.INT32_MIN <= v <= ed.INT32_MAX), np.int64)
+        one = ed.FeatureAffine("SA", *(v[f:f + 1] for v in (aff.lo, aff.hi, aff.origin, aff.pre, aff.mult, aff.bias,
+                                                            aff.shift)))
+        got = ed.features_to_xq(one, q[:, None])[:, 0].astype(np.int64)
+        assert np.all(np.diff(got) >= 0)                              # monotone
+        want, dist = _exact_xq(float(a[f]), float(b[f]), q)
+        bad = got != want
+        assert np.all(np.abs(got - want) <= 1), (f, q[bad], got[bad], want[bad])
+        assert np.all(dist[bad] < 1.75 * 2.0 ** -int(aff.shift[f])), (f, q[bad], dist[bad])
+        # beyond the window the feature saturates: the clamp to it does not change xq
+        if lo > ed.INT32_MIN:
+            assert got[q == lo][0] == -32767 and np.all(got[q < lo] == -32767)
+        if hi < ed.INT32_MAX:
+            assert got[q == hi][0] == 32767 and np.all(got[q > hi] == 32767)
+    with pytest.raises(RfedgeError, match="int32"):
+        ed.features_to_xq(aff, np.full((1, len(a)), 1 << 31))
+
+
 def test_feature_affine_by_hand():
     """zf = 10, x_mean = 0.5, x_scale = 2 on an SA feature with scale 2^16: a = 2^(10-16)/2 = 2^-7,
-    b = 0.5 * 2^10 / 2 = 256; sh = 36 (M = 2^29 < 2^30; 2^37 would reach it), B = -256 * 2^36."""
+    b = 0.5 * 2^10 / 2 = 256. The full window would keep only sh = 5 < SH_FULL (M = 2^(25+sh) < 2^31),
+    so a bounded one: xq saturates low for a q - b + 1/2 < -32766, i.e. q <= lo = -32510.5 * 128 - 1
+    = -4161345, and high from (32766.5 + 256) * 128 = 4226880 = hi; its width (2^23) takes L = 8, then
+    sh = 13 gives M = 2^-7 2^(32 + 13 - 8) = 2^30 and B = rint((a lo - b) 2^13) + 2^12
+    = -32766.5078125 * 8192 + 4096 = -268419136."""
     F = 29
     fx = SimpleNamespace(name="SA", F=F, zf=10, x_mean=np.full(F, 0.5), x_scale=np.full(F, 2.0))
     aff = ed.feature_affine(fx, "SA")
     f = 28                                   # the Pearson correlation: Q16
-    assert (aff.shift[f], aff.mult[f], aff.bias[f]) == (36, 1 << 29, -(1 << 44))
+    got = [int(v[f]) for v in (aff.lo, aff.hi, aff.origin, aff.pre, aff.mult, aff.bias, aff.shift)]
+    assert got == [-4161345, 4226880, -4161345, 8, 1 << 30, -268419136, 13]
     q = np.zeros((4, F), np.int64)
     q[:, f] = [3 << 16, -(3 << 16), 0, 1]    # x = 3, -3, 0, 2^-16
     xq = ed.features_to_xq(aff, q)[:, f]
     # (x - 0.5) / 2 * 1024: 1280, -1792, -256, and -256 (2^-16 is far below one step of xq)
     assert xq.tolist() == [1280, -1792, -256, -256]
+    # the window's ends and beyond, the int32 extremes
+    q = np.zeros((6, F), np.int64)
+    q[:, f] = [-4161345, -4161344, 4226879, 4226880, -(1 << 31), (1 << 31) - 1]
+    assert ed.features_to_xq(aff, q)[:, f].tolist() == [-32767, -32766, 32766, 32767, -32767, 32767]
     with pytest.raises(RfedgeError, match="x_scale"):
         ed.feature_affine(SimpleNamespace(name="SA", F=F, zf=10, x_mean=np.zeros(F), x_scale=np.zeros(F)), "SA")
 
@@ -250,3 +342,47 @@ def test_board_option_and_junit_report(tmp_path):
     assert 'tests="13" failures="4" skipped="0"' in x
     assert "2 of 5 trials differ" in x and '<property name="budget" value="17028"/>' in x
     assert "NOT met" in format_einsum_summary(s)
+
+
+def test_unaligned_buffers_take_the_copies(devices, sig, tmp_path):
+    """rfe_model_invoke reads an aligned input and writes an aligned output in place and copies
+    otherwise: the model's sources with a small main, every input and output offset 0..3 give the
+    same bytes."""
+    import subprocess
+
+    cc = require_cc()
+    nets, devs, _ = devices
+    gen = devs["SA"].gen
+    n = 4
+    X = ed.pack_inputs("SA", sig.take(np.arange(n)))
+    want = nets["SA"].log_posteriors(sig.take(np.arange(n))).astype("<i4").view(np.uint8).reshape(n, -1)
+    rows = ",\n".join("{" + ",".join(str(int(v)) for v in x) + "}" for x in X)
+    (tmp_path / "main.c").write_text(f"""#include <stdio.h>
+#include <string.h>
+#include "model.h"
+static const unsigned char X[{n}][RFE_MODEL_INPUT_SIZE] = {{ {rows} }};
+static union {{ int32_t w[64]; unsigned char b[256]; }} in, out;
+int main(void)
+{{
+    int t, io, oo, i;
+    for (t = 0; t < {n}; ++t)
+        for (io = 0; io < 4; ++io)
+            for (oo = 0; oo < 4; ++oo) {{
+                memcpy(in.b + io, X[t], RFE_MODEL_INPUT_SIZE);
+                rfe_model_invoke((const int8_t *)(in.b + io), (int8_t *)(out.b + oo));
+                printf("%d %d %d", t, io, oo);
+                for (i = 0; i < RFE_MODEL_OUTPUT_SIZE; ++i) printf(" %d", out.b[oo + i]);
+                printf("\\n");
+            }}
+    return 0;
+}}
+""")
+    srcs = [str(tmp_path / "main.c")] + [str(p) for p in sorted(gen.glob("*.c"))]
+    exe = tmp_path / "unaligned"
+    subprocess.run([cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-I", str(gen), "-o", str(exe), *srcs],
+                   check=True, capture_output=True)
+    lines = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.split("\n")
+    got = [list(map(int, ln.split())) for ln in lines if ln.strip()]
+    assert len(got) == n * 16
+    for r in got:
+        assert r[3:] == want[r[0]].tolist(), r[:3]

@@ -18,19 +18,33 @@ their argmax (smallest index on ties). ``rfe_model_invoke`` = ``rfe_feat_spr/sa/
 Feature affine (device features -> the network's quantized standardized input)
 -------------------------------------------------------------------------------
 A device feature q_f (int32) means x_f = q_f / 2^s_f (s_f = FEATURE_SCALES[set][f]); the network
-wants xq_f = sat16(rint((x_f - x_mean_f) / x_scale_f * 2^zf)) (einsum_fixed.quantize_inputs). With
-the real gain a_f = 2^(zf - s_f) / x_scale_f and offset b_f = x_mean_f 2^zf / x_scale_f:
+wants xq_f = sat16(rint((x_f - x_mean_f) / x_scale_f * 2^zf)) (einsum_fixed.quantize_inputs), i.e.
+xq_f ~ a_f q_f - b_f with the real gain a_f = 2^(zf - s_f) / x_scale_f and offset
+b_f = x_mean_f 2^zf / x_scale_f. Per feature, int32 constants lo <= hi (the input window), origin o,
+pre-shift L in [0, 30], M in [0, 2^31), B and sh in [SH_MIN, 31]:
 
-    sh_f = the largest integer in [0, 62] with rint(a_f 2^sh) < 2^30 and |b_f| 2^sh <= 2^60
-    M_f  = rint(a_f 2^sh_f)              (0 <= M < 2^30, int32)
-    B_f  = rint(-b_f 2^sh_f)             (|B| <= 2^60, int64)
-    xq_f = clamp((q_f M_f + B_f + r_f) >> sh_f, -32767, 32767),  r_f = 2^(sh_f - 1) if sh_f > 0 else 0
+    c    = clamp(q, lo, hi)
+    t    = floor(((c - o) 2^L) M / 2^32)        (c - o) 2^L is an int32: t = mulh((c - o) << L, M)
+    xq_f = clamp((t + B) >> sh, -32767, 32767)  t + B is an int32; >> the arithmetic (floor) shift
 
-with >> the arithmetic (floor) shift of an int64: |q M| < 2^61, so the sum stays below 2^62.
-rint is numpy's (half to even) on float64. ``features_to_xq`` is the Python definition; the C is
-the generated ``rfe_dev_affine``. It differs from quantizing the float features by at most one
-step of xq plus the feature's own fixed-point rounding, which is why the device is compared with
-this integer path, not with the float one.
+    M = rint(a 2^(32 + sh - L)),  B = rint((a o - b) 2^sh) + 2^(sh - 1)   (the rounding folded in)
+
+with sh the largest that keeps every step in 32 bits over the window (``_affine_sh``). Two kinds
+(``_affine_constants``): the full window (lo, hi = INT32_MIN, INT32_MAX, o = L = 0: no input
+clamp), taken when it keeps sh >= SH_FULL; else a bounded window with o = lo: lo the last feature
+value whose xq saturates low, hi the first that saturates high (or the int32 limits; xq is monotone,
+so the input clamp never changes xq; with a gain below one step per LSB xq(lo) = -32767 and
+xq(hi) = 32767 and the C skips the output clamp), its width ~2^16/a fits int32 after the pre-shift,
+and sh (~13) keeps t + B within 2^31. So the generated C (``rfe_dev_affine``, unrolled)
+is per feature a few table loads, [sub, one branch, slli,] mulh, add, srai, [two clamp branches,] a
+halfword store; no 64-bit arithmetic and no libgcc call on rv32imc.
+
+``features_to_xq`` is the Python definition (exact in int64); the C computes it bit for bit. Against
+the exact affine a q - b the value before the floor is off by less than 1.75 2^-sh of a step (M's
+rounding < 2^-(sh+2): |(c - o) 2^L| < 2^31; B's < 2^-(sh+1); t's floor < 2^-sh), so xq equals
+sat16(rint(a q - b)) except within 1.75 2^-sh (<= 2^-7) of a half step, and then differs by one;
+with the feature's own fixed-point rounding that is the bound against quantizing the float features,
+which is why the device is compared with this integer path, not with the float one.
 """
 
 from __future__ import annotations
@@ -48,25 +62,113 @@ SETS = ("SPR", "SA", "WA")
 N_SAMPLES = 35
 INPUT_BYTES = {"SPR": 2 * 2 * 2 * N_SAMPLES * 2, "SA": 2 * N_SAMPLES * 2, "WA": 2 * N_SAMPLES * 2}
 FEATURE_COUNT = {"SPR": 116, "SA": 29, "WA": 38}
-M_BITS = 30
-B_BITS = 60
-SH_MAX = 62
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+XQ_MAX = 32767
+SH_MAX = 31   # the final shift (a 5-bit immediate)
+SH_FULL = 12  # the full window is preferred when it keeps this many
+SH_MIN = 8    # at least 8 fraction bits before the rounding: error < 1.75 * 2^-8 of a step
 FEAT_FUNC = {"SPR": "rfe_feat_spr", "SA": "rfe_feat_sa", "WA": "rfe_feat_wa"}
 FEAT_KERNELS = ("rfe_rfidfeat.h", "rfe_rfidfeat.c")
 
 
 @dataclass
 class FeatureAffine:
+    """The integer constants of the feature affine (module docstring), one entry per feature."""
     set_name: str
-    mult: np.ndarray   # (F,) int64, 0..2^30-1
-    bias: np.ndarray   # (F,) int64, |.| <= 2^60
-    shift: np.ndarray  # (F,) int64, 0..62
+    lo: np.ndarray      # (F,) int64: the input window [lo, hi] (int32; INT32_MIN/MAX when unbounded)
+    hi: np.ndarray      # (F,) int64
+    origin: np.ndarray  # (F,) int64: lo for a bounded window, 0 for the full int32 range
+    pre: np.ndarray     # (F,) int64: pre-shift L, 0..30
+    mult: np.ndarray    # (F,) int64: M, 0..2^31-1
+    bias: np.ndarray    # (F,) int64: B (rounding folded in), int32
+    shift: np.ndarray   # (F,) int64: sh, 0..31
+
+    @property
+    def full(self) -> np.ndarray:
+        """(F,) bool: the window is all of int32 (the C skips the input clamp)."""
+        return (self.lo == INT32_MIN) & (self.hi == INT32_MAX)
 
 
 def _check_set(set_name: str) -> str:
     if set_name not in SETS:
         raise RfedgeError(f"expected a device network from {list(SETS)}, got {set_name!r}", field="set_name")
     return set_name
+
+
+def _affine_v(c: int, o: int, L: int, M: int, B: int, sh: int) -> int:
+    """The affine's value before the output clamp for a clamped feature c (Python ints)."""
+    return ((((c - o) << L) * M >> 32) + B) >> sh
+
+
+def _fits32(v: int) -> bool:
+    return INT32_MIN <= v <= INT32_MAX
+
+
+def _affine_sh(a: float, b: float, lo: int, hi: int, o: int, L: int) -> tuple | None:
+    """(lo, hi, o, L, M, B, sh) with the largest sh in [SH_MIN, SH_MAX] whose integers fit: M < 2^31,
+    B and t + B int32 over the window (t + B is monotone in the clamped feature: its ends bound it)."""
+    if not (INT32_MIN <= lo <= hi <= INT32_MAX and _fits32((hi - o) << L) and _fits32((lo - o) << L)):
+        return None
+    for sh in range(SH_MAX, SH_MIN - 1, -1):
+        M = int(np.rint(np.ldexp(a, 32 + sh - L)))
+        if M >= 1 << 31:
+            continue
+        B = int(np.rint(np.ldexp(a * o - b, sh))) + ((1 << (sh - 1)) if sh else 0)
+        if _fits32(B) and all(_fits32((((c - o) << L) * M >> 32) + B) for c in (lo, hi)):
+            return lo, hi, o, L, M, B, sh
+    return None
+
+
+def _affine_window(a: float, b: float) -> tuple | None:
+    """A bounded window with origin o = lo: lo the last feature value whose xq saturates low, hi the
+    first that saturates high (or the int32 limits), so clamping to it never changes xq; or None."""
+    lo = int(min(max(np.floor((b - XQ_MAX + 0.5) / a), INT32_MIN), INT32_MAX))
+    width = (2.0 * XQ_MAX + 1.0) / a + 8.0
+    if width >= 2.0 ** 31 - 16:
+        return None
+    L = 0
+    while L < 30 and width * 2.0 ** (L + 1) < 2.0 ** 31:
+        L += 1
+    k = None
+    for _ in range(8):
+        top = min(INT32_MAX, lo + (((1 << 31) - 1) >> L))
+        k = _affine_sh(a, b, lo, top, lo, L)
+        if k is None:
+            return None
+        if _affine_v(lo, *k[2:]) > -XQ_MAX and lo > INT32_MIN:
+            lo -= 1
+        elif lo < top and _affine_v(lo + 1, *k[2:]) <= -XQ_MAX:
+            lo += 1
+        else:
+            break
+    lo, top, o, L, M, B, sh = k
+    if lo > INT32_MIN and _affine_v(lo, o, L, M, B, sh) > -XQ_MAX:
+        return None
+    if _affine_v(top, o, L, M, B, sh) < XQ_MAX:
+        if top < INT32_MAX:
+            return None
+        return lo, top, o, L, M, B, sh
+    x, y = lo, top                            # hi: the first feature value with v >= XQ_MAX (monotone)
+    while x < y:
+        m = (x + y) // 2
+        if _affine_v(m, o, L, M, B, sh) >= XQ_MAX:
+            y = m
+        else:
+            x = m + 1
+    return lo, x, o, L, M, B, sh
+
+
+def _affine_constants(a: float, b: float) -> tuple | None:
+    """(lo, hi, o, L, M, B, sh) of one feature with gain a > 0 and offset b (xq ~ a q - b), or None
+    when no sh >= SH_MIN fits. The full int32 window (no input clamp) is taken when it keeps SH_FULL
+    fraction bits or as many as a bounded window."""
+    full = _affine_sh(a, b, INT32_MIN, INT32_MAX, 0, 0)
+    if full is not None and full[-1] >= SH_FULL:
+        return full
+    win = _affine_window(a, b)
+    if win is not None and (full is None or win[-1] > full[-1]):
+        return win
+    return full
 
 
 def feature_affine(fx, set_name: str) -> FeatureAffine:
@@ -88,18 +190,14 @@ def feature_affine(fx, set_name: str) -> FeatureAffine:
     a = np.exp2(float(fx.zf) - s.astype(np.float64)) / scale
     b = mean * 2.0 ** fx.zf / scale
     F = len(s)
-    mult, bias, shift = np.zeros(F, np.int64), np.zeros(F, np.int64), np.zeros(F, np.int64)
+    cols = np.zeros((7, F), np.int64)
     for f in range(F):
-        sh = SH_MAX
-        while sh >= 0 and (np.rint(a[f] * 2.0 ** sh) >= 2.0 ** M_BITS or abs(b[f]) * 2.0 ** sh > 2.0 ** B_BITS):
-            sh -= 1
-        if sh < 0:
+        k = _affine_constants(float(a[f]), float(b[f])) if np.isfinite(a[f]) and np.isfinite(b[f]) else None
+        if k is None:
             raise RfedgeError(f"network {fx.name}, feature {f}: gain {a[f]:.3g} or offset {b[f]:.3g} out of the "
                               "affine's range (x_scale too small for the feature's fixed-point scale)", field="x_scale")
-        shift[f] = sh
-        mult[f] = int(np.rint(a[f] * 2.0 ** sh))
-        bias[f] = int(np.rint(-b[f] * 2.0 ** sh))
-    return FeatureAffine(set_name, mult, bias, shift)
+        cols[:, f] = k
+    return FeatureAffine(set_name, *cols)
 
 
 def features_to_xq(aff: FeatureAffine, Q) -> np.ndarray:
@@ -107,12 +205,12 @@ def features_to_xq(aff: FeatureAffine, Q) -> np.ndarray:
     q = np.asarray(Q, np.int64)
     if q.ndim != 2 or q.shape[1] != len(aff.mult):
         raise RfedgeError(f"expected {aff.set_name} features of shape (N, {len(aff.mult)}), got {q.shape}", field="Q")
-    if q.size and (q.min() < -(1 << 31) or q.max() >= (1 << 31)):
+    if q.size and (q.min() < INT32_MIN or q.max() > INT32_MAX):
         raise RfedgeError("device features must be int32", field="Q")
-    sh = aff.shift[None]
-    r = np.where(sh > 0, np.left_shift(np.int64(1), np.maximum(sh - 1, 0)), 0)
-    v = (q * aff.mult[None] + aff.bias[None] + r) >> sh
-    return np.clip(v, -32767, 32767).astype(np.int16)
+    d = (np.clip(q, aff.lo[None], aff.hi[None]) - aff.origin[None]) << aff.pre[None]   # int32 by construction
+    t = (d * aff.mult[None]) >> 32                                                     # |d M| < 2^62: mulh
+    v = (t + aff.bias[None]) >> aff.shift[None]
+    return np.clip(v, -XQ_MAX, XQ_MAX).astype(np.int16)
 
 
 # ---- signals ------------------------------------------------------------------------------------
@@ -225,10 +323,44 @@ def _c_list(vals, per_line: int = 12, suffix: str = "") -> str:
     return "\n".join("    " + ", ".join(v[i:i + per_line]) + "," for i in range(0, len(v), per_line))
 
 
-def _int64_lit(v: int) -> str:
-    v = int(v)
-    # INT64_C keeps the literal 64-bit on ILP32; -2^63 never occurs (|B| <= 2^60)
-    return f"INT64_C({v})"
+def _affine_c(aff: FeatureAffine) -> tuple[str, str]:
+    """(constant table, unrolled statements) of the feature affine in C: per feature a few loads,
+    mulh, add and an immediate shift. A full window skips the input clamp; a window whose values
+    stay within +-32767 (a bounded one with a gain below one step per LSB: xq(lo) = -32767,
+    xq(hi) = 32767; a full one with a tiny gain) the output clamp; a zero pre-shift the shift."""
+    F = len(aff.mult)
+    rows, body = [], []
+    for f in range(F):
+        k = tuple(int(v[f]) for v in (aff.lo, aff.hi, aff.origin, aff.pre, aff.mult, aff.bias, aff.shift))
+        lo, hi, o, L, M, B, sh = k
+        if not (0 <= M < (1 << 31) and _fits32(B) and 0 <= sh <= SH_MAX and 0 <= L <= 30 and lo <= hi):
+            raise RfedgeError(f"feature {f}: affine constants out of range", field="aff")
+        if not all(_fits32((((c - o) << L) * M >> 32) + B) and _fits32((c - o) << L) for c in (lo, hi)):
+            raise RfedgeError(f"feature {f}: the affine's 32-bit steps overflow on its window", field="aff")
+        vlo, vhi = _affine_v(lo, *k[2:]), _affine_v(hi, *k[2:])
+        inside = vlo >= -XQ_MAX and vhi <= XQ_MAX          # no output clamp needed within the window
+        mh = f"((rfe_dev_mulh({{}}, k[{f}].m) + k[{f}].b) >> {sh})"
+        if lo == INT32_MIN and hi == INT32_MAX:
+            if o != 0 or L != 0:
+                raise RfedgeError(f"feature {f}: a full window has origin 0 and no pre-shift", field="aff")
+            rows.append(f"    {{0, 0, {M}, {B}}},")
+            e = mh.format(f"feat[{f}]")
+            body.append(f"    xq[{f}] = " + (f"(int16_t){e};" if inside else f"rfe_dev_sat({e}, lim);"))
+            continue
+        if o != lo:
+            raise RfedgeError(f"feature {f}: a bounded window starts at its origin", field="aff")
+        rows.append(f"    {{{lo}, {hi - lo}, {M}, {B}}},")
+        d = f"(int32_t)(u << {L})" if L else "(int32_t)u"
+        e = mh.format(d)
+        body.append(f"    u = (uint32_t)feat[{f}] - (uint32_t)k[{f}].lo;\n"
+                    f"    if (RFE_DEV_OUT(u > (uint32_t)k[{f}].w))\n"
+                    f"        u = feat[{f}] < k[{f}].lo ? 0u : (uint32_t)k[{f}].w;\n"
+                    f"    xq[{f}] = " + (f"(int16_t){e};" if inside else f"rfe_dev_sat({e}, lim);"))
+    if not aff.full.all():
+        body.insert(0, "    uint32_t u;")
+    # INT32_MIN as a literal is -2147483647 - 1 (2147483648 alone is not an int32)
+    table = "\n".join(rows).replace(f"{{{INT32_MIN},", "{-2147483647 - 1,")
+    return table, "\n".join(body)
 
 
 def emit_device_model(dev: DeviceNet, out_dir, golden: QuantSignals | None = None, *, extra: dict | None = None) -> Path:
@@ -261,8 +393,7 @@ def emit_device_model(dev: DeviceNet, out_dir, golden: QuantSignals | None = Non
 
     n_sig = nin // 2
     arena = 4 * scratch_words(dev.fx) + 2 * n_sig + 4 * F + 2 * F + 4 * C
-    # B + 2^(sh-1): the rounding folded into the constant (|B| <= 2^60, so no overflow)
-    bias_r = [int(b) + ((1 << (int(sh) - 1)) if sh > 0 else 0) for b, sh in zip(dev.aff.bias, dev.aff.shift)]
+    aff_table, aff_body = _affine_c(dev.aff)
     in_scale = {"SPR": 0.0, "SA": 2.0 ** -13, "WA": 2.0 ** -13}[name]
     h = f"""/*
  * model.h - device {name} of paper 003: int16 signals -> features on the device -> Einsum network.
@@ -309,10 +440,10 @@ int rfe_model_selftest(void);
 #endif /* RFE_MODEL_H */
 """
     if name == "SPR":
-        feat_call = ("rfe_feat_spr((const int16_t (*)[2][RFE_FEAT_N])sig,\n"
-                     "                 (const int16_t (*)[2][RFE_FEAT_N])(sig + 4 * RFE_FEAT_N), feat);")
+        feat_call = ("rfe_feat_spr((const int16_t (*)[2][RFE_FEAT_N])sig_in,\n"
+                     "                 (const int16_t (*)[2][RFE_FEAT_N])(sig_in + 4 * RFE_FEAT_N), feat);")
     else:
-        feat_call = f"{FEAT_FUNC[name]}((const int16_t (*)[RFE_FEAT_N])sig, feat);"
+        feat_call = f"{FEAT_FUNC[name]}((const int16_t (*)[RFE_FEAT_N])sig_in, feat);"
     c = f"""/* model.c - device {name}: see model.h. Generated by rfedge.einsum_device; do not edit. */
 #include "model.h"
 
@@ -324,15 +455,16 @@ int rfe_model_selftest(void);
 
 typedef char rfe_dev_f_check[({P}_F == {F} && RFE_FEAT_{name}_N == {F} && {P}_C == {C}) ? 1 : -1];
 
-/* Feature affine (rfedge/einsum_device.py): xq = clamp((q * M + B + round) >> sh, +-32767). */
-static const int32_t rfe_dev_M[{F}] = {{
-{_c_list(dev.aff.mult)}
-}};
-static const int64_t rfe_dev_B[{F}] = {{
-{chr(10).join('    ' + ', '.join(_int64_lit(v) for v in bias_r[i:i + 4]) + ',' for i in range(0, F, 4))}
-}};
-static const uint8_t rfe_dev_sh[{F}] = {{
-{_c_list(dev.aff.shift)}
+/* Feature affine (rfedge/einsum_device.py, features_to_xq):
+ * xq = sat((mulh((clamp(q, lo, hi) - lo) << L, M) + B) >> sh), unrolled below. */
+typedef struct {{
+    int32_t lo;   /* window start (the origin); 0 for the full int32 window */
+    int32_t w;    /* window width hi - lo */
+    int32_t m;    /* M, 0..2^31-1 */
+    int32_t b;    /* B, the rounding 2^(sh-1) folded in */
+}} rfe_dev_k_t;
+static const rfe_dev_k_t rfe_dev_K[{F}] = {{
+{aff_table}
 }};
 
 static const uint8_t rfe_dev_golden_in[{nin}] = {{
@@ -348,43 +480,72 @@ static int16_t xq[{F}];
 static int32_t lp[{C}];
 static int32_t last_class;
 
-/* B here already holds B + 2^(sh-1) (the rounding term folded in at generation time). */
-static int16_t rfe_dev_affine(int32_t q, int32_t m, int64_t b, uint32_t sh)
+/* the high word of the signed 64-bit product: one mulh on rv32 (the compiler's widening multiply
+ * may expand into four instructions once the operand is a shift) */
+static inline int32_t rfe_dev_mulh(int32_t x, int32_t m)
 {{
-    const int64_t t = (int64_t)q * m + b;
-    int32_t v;
-    if (sh >= 32) {{
-        /* floor(t / 2^sh) = floor(floor(t / 2^32) / 2^(sh-32)): the high word, then a 32-bit shift */
-        const int32_t hi = (int32_t)(t >> 32);
-        v = hi >> (sh - 32);
-    }} else {{
-        const int64_t w = t >> sh;   /* arithmetic shift: floor */
-        if (w > 32767) return 32767;
-        if (w < -32767) return -32767;
-        v = (int32_t)w;
-    }}
-    if (v > 32767) return 32767;
-    if (v < -32767) return -32767;
+#if defined(__GNUC__) && defined(__riscv) && __riscv_xlen == 32 && defined(__riscv_mul)
+    int32_t h;
+    __asm__("mulh %0, %1, %2" : "=r"(h) : "r"(x), "r"(m));
+    return h;
+#else
+    return (int32_t)(((int64_t)x * m) >> 32);
+#endif
+}}
+
+/* a feature outside its window: rare */
+#if defined(__GNUC__)
+#define RFE_DEV_OUT(c) __builtin_expect((c), 0)
+#else
+#define RFE_DEV_OUT(c) (c)
+#endif
+
+/* clamp to +-lim (lim = 32767, kept in a register) */
+static inline int16_t rfe_dev_sat(int32_t v, int32_t lim)
+{{
+    if (v > lim) v = lim;
+    if (v < -lim) v = -lim;
     return (int16_t)v;
+}}
+
+static void rfe_dev_affine(void)
+{{
+    const rfe_dev_k_t *k = rfe_dev_K;
+    int32_t lim = 32767;
+#if defined(__GNUC__)
+    /* opaque: the constants are loaded from the table (1 instruction) instead of built as
+     * immediates (2), and the clamp's limit stays in a register */
+    __asm__("" : "+r"(k), "+r"(lim));
+#endif
+    (void)lim;
+{aff_body}
 }}
 
 int rfe_model_invoke(const int8_t *in, int8_t *out)
 {{
     const uint8_t *b = (const uint8_t *)in;
     uint8_t *o = (uint8_t *)out;
-    int i;
+    const int16_t *sig_in = sig;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    memcpy(sig, b, sizeof sig);   /* the wire is little endian: a copy (the buffer may be unaligned) */
+    /* the wire is little endian: an aligned buffer is read in place, else copied */
+    if (((uintptr_t)b & 1u) == 0) sig_in = (const int16_t *)(const void *)b;
+    else memcpy(sig, b, sizeof sig);
 #else
+    int i;
     for (i = 0; i < {n_sig}; ++i) sig[i] = (int16_t)(uint16_t)(b[2 * i] | ((uint32_t)b[2 * i + 1] << 8));
 #endif
     {feat_call}
-    for (i = 0; i < {F}; ++i) xq[i] = rfe_dev_affine(feat[i], rfe_dev_M[i], rfe_dev_B[i], rfe_dev_sh[i]);
-    last_class = {prefix}_infer(xq, lp);
+    rfe_dev_affine();
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (((uintptr_t)o & 3u) == 0) {{   /* an aligned buffer takes the log-posteriors in place */
+        last_class = {prefix}_infer(xq, (int32_t *)(void *)o);
+        return 0;
+    }}
+    last_class = {prefix}_infer(xq, lp);
     memcpy(o, lp, sizeof lp);
 #else
-    for (i = 0; i < {C}; ++i) {{
+    last_class = {prefix}_infer(xq, lp);
+    for (int i = 0; i < {C}; ++i) {{
         const uint32_t u = (uint32_t)lp[i];
         o[4 * i] = (uint8_t)u;
         o[4 * i + 1] = (uint8_t)(u >> 8);
