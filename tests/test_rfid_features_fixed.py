@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_kernels import _required, require_cc
 
 from rfedge import rfid_features as RF
 from rfedge import rfid_features_fixed as FX
@@ -37,24 +38,14 @@ NOUT = {"spr": 116, "sa": 29, "sa_api": 29, "wa": 38}
 KINDS = ("rss", "phase", "aoa")
 
 
-def _required(tool: str) -> bool:
-    return tool in os.environ.get("RFEDGE_REQUIRE", "").replace(",", " ").split()
-
-
 def host_cc():
-    for cc in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if cc and shutil.which(cc):
-            return cc
-    return None
+    from rfedge_codegen import build
+
+    return build.host_cc()
 
 
 def need_cc() -> str:
-    cc = host_cc()
-    if cc is None:
-        if _required("cc"):
-            pytest.fail("RFEDGE_REQUIRE=cc but no C compiler (cc/gcc/clang) was found")
-        pytest.skip("no C compiler (cc/gcc/clang) on this machine")
-    return cc
+    return require_cc()
 
 
 def _build_driver(cc: str, out: Path, flags=()) -> Path:

@@ -43,7 +43,8 @@ def perturb(points: np.ndarray, rng: np.random.Generator, sigma: float) -> np.nd
 
 
 def digit_curve(points: np.ndarray, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
-    """Smooth curve through control points, uniform in arc length: ([n, 2], arc length of each control point)."""
+    """Smooth curve through control points ([m, d], any dimension d), uniform in arc length:
+    ([n, d], arc length of each control point). Also the path of rfedge.sim.widar_gestures."""
     seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
     knots = np.concatenate([[0.0], np.cumsum(np.maximum(seg, 1e-6))])
     spline = CubicSpline(knots, points, bc_type="natural")
@@ -51,7 +52,7 @@ def digit_curve(points: np.ndarray, n: int = 400) -> tuple[np.ndarray, np.ndarra
     fine = spline(param)
     arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(fine, axis=0), axis=1))])
     s = np.linspace(0, arc[-1], n)
-    curve = np.stack([np.interp(s, arc, fine[:, i]) for i in range(2)], axis=1)
+    curve = np.stack([np.interp(s, arc, fine[:, i]) for i in range(points.shape[1])], axis=1)
     return curve, np.interp(knots, param, arc)
 
 

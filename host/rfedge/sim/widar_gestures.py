@@ -27,8 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.interpolate import CubicSpline
 
+from rfedge.sim import digits
 from rfedge.sim.digits import arc_progress
 
 HANDS = ("left", "right")
@@ -106,19 +106,6 @@ def trial_points(style_points: np.ndarray, rng: np.random.Generator, sigma: floa
     return p + np.outer(p[:, 2], [slant, 0.0, 0.0])
 
 
-def curve3(points: np.ndarray, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
-    """Smooth 3-D curve through control points, uniform in arc length: ([n, 3], arc at each point)."""
-    seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
-    knots = np.concatenate([[0.0], np.cumsum(np.maximum(seg, 1e-6))])
-    spline = CubicSpline(knots, points, bc_type="natural")
-    param = np.linspace(0, knots[-1], 4 * n)
-    fine = spline(param)
-    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(fine, axis=0), axis=1))])
-    s = np.linspace(0, arc[-1], n)
-    curve = np.stack([np.interp(s, arc, fine[:, i]) for i in range(3)], axis=1)
-    return curve, np.interp(knots, param, arc)
-
-
 def right_hand_path(motion: str, t: np.ndarray, onset: float, duration: float, points: np.ndarray,
                     fluency: float) -> np.ndarray:
     """Offset [len(t), 3] of the right hand from its rest point, (right, forward, up), size units.
@@ -127,7 +114,7 @@ def right_hand_path(motion: str, t: np.ndarray, onset: float, duration: float, p
     end it rests at the last point. Motions with reversals or corners stop at every control
     point whatever the user's fluency (a hand cannot turn back without stopping).
     """
-    curve, knot_arc = curve3(points)
+    curve, knot_arc = digits.digit_curve(points)
     s = arc_progress((t - onset) / duration, knot_arc, fluency if MOTIONS[motion].smooth else 0.0)
     idx = s / knot_arc[-1] * (len(curve) - 1)
     i0 = np.clip(np.floor(idx).astype(int), 0, len(curve) - 1)
