@@ -38,6 +38,19 @@ def _check_range(name, a, lo, hi):
     return a
 
 
+def class_groups(C: int) -> list[tuple[int, int]]:
+    """(first, end) class ranges of the interleaved root-weight groups (class_sums in rfe_einsum.c)."""
+    out, c = [], 0
+    while c + 11 <= C:
+        out.append((c, c + 11))
+        c += 11
+    for g in (10, 7):
+        if c + g <= C:
+            out.append((c, c + g))
+            break
+    return out
+
+
 def emit_einsum_c(fx: FixedEinsum, out_dir, prefix: str = "einsum") -> list[Path]:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix):
         raise RfedgeError(f"prefix must be a C identifier, got {prefix!r}", field="prefix")
@@ -105,21 +118,32 @@ int32_t {prefix}_infer(const int16_t *xq, int32_t *logpost_out);
     u32("leafc", leafc)
     arr("uint16_t", "permo", fx.perm * (4 * fx.I0))  # byte offsets into the leaf table
     arr("uint16_t", "bounds", fx.bounds)
+    # per repetition and leaf region the byte offsets of its (at most two) features, -1: none; the
+    # K = 2 kernels walk it instead of permo + bounds (absent when a region holds more features)
+    sizes = np.diff(fx.bounds)
+    has_rego = bool(fx.I0 == 2 and fx.K == 2 and np.all(sizes <= 2) and 4 * fx.F * fx.I0 <= 32767)
+    if has_rego:
+        rego = np.full((fx.R, len(sizes), 2), -1, np.int64)
+        for j, (b0, b1) in enumerate(zip(fx.bounds[:-1], fx.bounds[1:])):
+            rego[:, j, :b1 - b0] = fx.perm[:, b0:b1] * (4 * fx.I0)
+        arr("int16_t", "rego", rego)
     for l, w in enumerate(fx.W):
         u32(f"W{l}", w)
     names = ", ".join(f"{prefix}_W{l}" for l in range(len(fx.W))) or "0"
     parts.append(f"static const uint32_t *const {prefix}_W[{max(1, len(fx.W))}] = {{{names}}};")
-    # one dot product per class over all repetitions' root products, seven classes interleaved
-    # (they share each product load), the C % 7 remaining classes row by row
+    # one dot product per class over all repetitions' root products, classes in groups that share
+    # each product load (interleaved [n][G]): 11 while at least 11 remain, then one of 10 or 7 if
+    # that many remain; the classes left row by row (class_sums in rfe_einsum.c)
     rows = np.transpose(fx.WR, (1, 0, 2, 3)).reshape(fx.C, -1)
-    nb = fx.C // 7
-    u32("WR", np.concatenate([rows[:7 * nb].reshape(nb, 7, rows.shape[1]).transpose(0, 2, 1).reshape(-1),
-                              rows[7 * nb:].reshape(-1)]))
+    groups = class_groups(fx.C)
+    rest = groups[-1][1] if groups else 0
+    u32("WR", np.concatenate([rows[c0:c1].T.reshape(-1) for c0, c1 in groups] + [rows[rest:].reshape(-1)]))
     arr("int32_t", "pc", fx.pc)
     parts.append(f"""
 static const rfe_einsum_model_t {prefix}_model = {{
     {fx.F}, {fx.D}, {fx.K}, {fx.L}, {fx.R}, {fx.C}, {fx.I0}, {int(fx.mixing)}, {fx.qmax}, {fx.const_lu},
     {prefix}_leafc, {prefix}_permo, {prefix}_bounds, {prefix}_W, {prefix}_WR, {prefix}_pc,
+    {f"{prefix}_rego" if has_rego else "0"},
 }};
 
 /* leaf table, one repetition's regions, the roots, one node's products, the slow leaf path */

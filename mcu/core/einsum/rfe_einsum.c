@@ -256,6 +256,26 @@ static const uint8_t NLZ8[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,};
 
+/* NLZ8P8[b] = 8 + NLZ8[b]: leading zeros of top in [2^16, 2^24) from b = top >> 16 */
+static const uint8_t NLZ8P8[256] = {
+    16, 15, 14, 14, 13, 13, 13, 13, 12, 12, 12, 12, 12, 12, 12, 12,
+    11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11,
+    10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10,
+    10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10,
+    9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9,
+    9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9,
+    9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9,
+    9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9,
+    8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8,
+    8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8,
+    8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8,
+    8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8,
+    8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8,
+    8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8,
+    8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8,
+    8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8,
+};
+
 static inline uint32_t mulhu(uint32_t a, uint32_t b)
 {
     return (uint32_t)(((uint64_t)a * b) >> 32);
@@ -294,10 +314,13 @@ static inline int32_t log2q(uint32_t s)
     n = nlz_nz(s);
     s <<= n;
     n = 31 - n;
-    idx = (s >> 23) & 255u;
-    frac = (s >> 7) & 0xFFFFu;
-    lo = LOGT[idx];
-    v = lo + (int32_t)(((uint32_t)(LOGT[idx + 1] - lo) * frac) >> 16);
+    idx = (s >> 21) & (255u << 2); /* byte offset of LOGT[bits 30..23] */
+    frac = (s << 9) >> 16;         /* bits 22..7 */
+    {
+        const int32_t *t = (const int32_t *)((const char *)LOGT + idx);
+        lo = t[0];
+        v = lo + (int32_t)(((uint32_t)(t[1] - lo) * frac) >> 16);
+    }
     return (n << RFE_EINSUM_LU_BITS) + ((v + 128) >> 8);
 }
 
@@ -351,13 +374,17 @@ static inline int32_t norm24_vec(uint32_t *s, int32_t n)
     return top >> 24 ? 0 : norm_vec(s, n);
 }
 
-static inline int32_t norm24_2(uint32_t *s0, uint32_t *s1)
+static inline int32_t norm24_2(uint32_t *s0, uint32_t *s1, uint32_t lim)
 {
     uint32_t top = *s0 | *s1;
     int32_t sh;
-    if (top >> 24) return 0;
-    if (!top) *s0 = *s1 = top = 1u;
-    sh = nlz_nz(top);
+    if (top >= lim) return 0; /* lim = 2^24 held in a register: one compare-and-branch */
+    if (top >> 16) {
+        sh = NLZ8P8[top >> 16]; /* the common case, top in [2^16, 2^24) */
+    } else {
+        if (!top) *s0 = *s1 = top = 1u;
+        sh = nlz_nz(top);
+    }
     *s0 <<= sh;
     *s1 <<= sh;
     return sh;
@@ -453,19 +480,23 @@ static int32_t leaf_any(const rfe_einsum_model_t *m, const int16_t *xq, int32_t 
 /* K = 2 leaf mixing with a compile-time L: per Gaussian a load pair, mulhu, clamp, table load and
  * two multiply-adds; the two densities stay in registers. */
 #define RFE_EINSUM_LEAF_K2(N)                                                                         \
-    static int32_t leaf_k2_##N(const rfe_einsum_model_t *m, const int16_t *xq, int32_t *q, int32_t *lf, \
-                               int32_t *lfe)                                                          \
+    static int32_t leaf_k2_##N(const rfe_einsum_model_t *m, const int16_t *xq, int32_t *q, int32_t *lf) \
     {                                                                                                 \
         const uint32_t *c = m->leafc;                                                                 \
-        int32_t f, l, esum = 0;                                                                       \
-        for (f = 0; f < m->F; f++, c += 4 * (N), lf += 2) {                                           \
-            const int32_t x2 = 2 * (int32_t)xq[f];                                                    \
+        const int16_t *const xe = xq + m->F;                                                          \
+        int32_t l, esum = 0;                                                                          \
+        for (; xq < xe; xq++, c += 4 * (N), lf += 2) {                                                \
+            const int32_t x2 = 2 * (int32_t)*xq;                                                      \
             uint32_t s0 = 0, s1 = 0, top;                                                             \
             int32_t sh;                                                                               \
             _Pragma("GCC unroll 16") for (l = 0; l < (N); l++) {                                      \
-                uint32_t v = GT[gt_index(x2, c[4 * l], c[4 * l + 1])];                                \
-                s0 += mulhu(c[4 * l + 2], v);                                                         \
-                s1 += mulhu(c[4 * l + 3], v);                                                         \
+                /* an index at or beyond the table end (GT[2 OFF] = 0) adds nothing: skipped */       \
+                const uint32_t i = mulhu((uint32_t)x2 - c[4 * l], c[4 * l + 1]);                      \
+                if (i < 2u * RFE_EINSUM_GT_OFF) {                                                     \
+                    const uint32_t v = GT[i];                                                         \
+                    s0 += mulhu(c[4 * l + 2], v);                                                     \
+                    s1 += mulhu(c[4 * l + 3], v);                                                     \
+                }                                                                                     \
             }                                                                                         \
             top = s0 | s1;                                                                            \
             if (top >> 24)                                                                            \
@@ -474,13 +505,11 @@ static int32_t leaf_any(const rfe_einsum_model_t *m, const int16_t *xq, int32_t 
                 sh = 8 + NLZ8[top >> 16];                                                             \
             else {                                                                                    \
                 sh = -leaf_slow(m, c, x2, q, lf);                                                     \
-                lfe[f] = -sh;                                                                         \
                 esum -= sh;                                                                           \
                 continue;                                                                             \
             }                                                                                         \
             lf[0] = (int32_t)(s0 << sh);                                                              \
             lf[1] = (int32_t)(s1 << sh);                                                              \
-            lfe[f] = -sh;                                                                             \
             esum -= sh;                                                                               \
         }                                                                                             \
         return esum;                                                                                  \
@@ -494,34 +523,23 @@ RFE_EINSUM_LEAF_K2(16)
 
 void rfe_einsum_leaf(const rfe_einsum_model_t *m, const int16_t *xq, int32_t *tmp, int32_t *lf)
 {
-    int32_t *lfe = lf + m->F * m->I0;
-    if (m->mixing && m->I0 == 2) {
-        switch (m->L) {
-        case 4: (void)leaf_k2_4(m, xq, tmp, lf, lfe); return;
-        case 8: (void)leaf_k2_8(m, xq, tmp, lf, lfe); return;
-        case 10: (void)leaf_k2_10(m, xq, tmp, lf, lfe); return;
-        case 12: (void)leaf_k2_12(m, xq, tmp, lf, lfe); return;
-        case 16: (void)leaf_k2_16(m, xq, tmp, lf, lfe); return;
-        default: break;
-        }
-    }
-    (void)leaf_any(m, xq, tmp, lf, lfe);
+    /* the generic path (it stores the exponents; the K = 2 kernels of rfe_einsum_forward only sum them) */
+    (void)leaf_any(m, xq, tmp, lf, lf + m->F * m->I0);
 }
 
 static int32_t leaves(const rfe_einsum_model_t *m, const int16_t *xq, int32_t *tmp, int32_t *lf)
 {
-    int32_t *lfe = lf + m->F * m->I0;
     if (m->mixing && m->I0 == 2) {
         switch (m->L) {
-        case 4: return leaf_k2_4(m, xq, tmp, lf, lfe);
-        case 8: return leaf_k2_8(m, xq, tmp, lf, lfe);
-        case 10: return leaf_k2_10(m, xq, tmp, lf, lfe);
-        case 12: return leaf_k2_12(m, xq, tmp, lf, lfe);
-        case 16: return leaf_k2_16(m, xq, tmp, lf, lfe);
+        case 4: return leaf_k2_4(m, xq, tmp, lf);
+        case 8: return leaf_k2_8(m, xq, tmp, lf);
+        case 10: return leaf_k2_10(m, xq, tmp, lf);
+        case 12: return leaf_k2_12(m, xq, tmp, lf);
+        case 16: return leaf_k2_16(m, xq, tmp, lf);
         default: break;
         }
     }
-    return leaf_any(m, xq, tmp, lf, lfe);
+    return leaf_any(m, xq, tmp, lf, lf + m->F * m->I0);
 }
 
 /* Below the leaves no vector carries its exponent: a node's exponent is the sum of its children's,
@@ -640,30 +658,45 @@ static void root_products(const int32_t *x, int32_t I, uint32_t *P)
         for (q = 0; q < I; q++) P[i * I + q] = mulhu((uint32_t)x[i], (uint32_t)x[I + q]);
 }
 
-/* acc[c] = sum_k mulhu(W_c[k], P[k]), k < n. Seven classes per pass share each P load; their
- * weights are interleaved ([C/7][n][7], then the C % 7 remaining classes row by row). */
+/* acc[q] = sum_k mulhu(W[k][q], P[k]), q < G, k < n: G classes per pass share each P load, two
+ * products per iteration; the accumulators stay in registers. */
+#define RFE_EINSUM_CLASS_PASS(G)                                                                      \
+    static void class_pass_##G(const uint32_t *W, const uint32_t *P, int32_t n, uint32_t *acc)       \
+    {                                                                                                 \
+        uint32_t s[G];                                                                                \
+        int32_t k, q;                                                                                 \
+        _Pragma("GCC unroll 16") for (q = 0; q < (G); q++) s[q] = 0u;                                 \
+        for (k = 0; k + 2 <= n; k += 2, W += 2 * (G)) {                                               \
+            const uint32_t v = P[k], u = P[k + 1];                                                    \
+            _Pragma("GCC unroll 16") for (q = 0; q < (G); q++) s[q] += mulhu(W[q], v);                \
+            _Pragma("GCC unroll 16") for (q = 0; q < (G); q++) s[q] += mulhu(W[(G) + q], u);          \
+        }                                                                                             \
+        if (k < n) {                                                                                  \
+            const uint32_t v = P[k];                                                                  \
+            _Pragma("GCC unroll 16") for (q = 0; q < (G); q++) s[q] += mulhu(W[q], v);                \
+        }                                                                                             \
+        _Pragma("GCC unroll 16") for (q = 0; q < (G); q++) acc[q] = s[q];                             \
+    }
+
+RFE_EINSUM_CLASS_PASS(11)
+RFE_EINSUM_CLASS_PASS(10)
+RFE_EINSUM_CLASS_PASS(7)
+
+/* acc[c] = sum_k mulhu(W_c[k], P[k]), k < n. Classes in groups (11 while at least 11 remain, then
+ * one of 10 or of 7 if that many remain), each group's weights interleaved [n][G]; the classes
+ * left after the groups row by row (rfedge_codegen.emit_einsum writes this layout). */
 static void class_sums(const uint32_t *W, const uint32_t *P, int32_t n, int32_t C, uint32_t *acc)
 {
     int32_t c = 0, k;
-    for (; c + 7 <= C; c += 7) {
-        uint32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0;
-        for (k = 0; k < n; k++, W += 7) {
-            const uint32_t v = P[k];
-            s0 += mulhu(W[0], v);
-            s1 += mulhu(W[1], v);
-            s2 += mulhu(W[2], v);
-            s3 += mulhu(W[3], v);
-            s4 += mulhu(W[4], v);
-            s5 += mulhu(W[5], v);
-            s6 += mulhu(W[6], v);
-        }
-        acc[c] = s0;
-        acc[c + 1] = s1;
-        acc[c + 2] = s2;
-        acc[c + 3] = s3;
-        acc[c + 4] = s4;
-        acc[c + 5] = s5;
-        acc[c + 6] = s6;
+    for (; c + 11 <= C; c += 11, W += 11 * n) class_pass_11(W, P, n, acc + c);
+    if (c + 10 <= C) {
+        class_pass_10(W, P, n, acc + c);
+        c += 10;
+        W += 10 * n;
+    } else if (c + 7 <= C) {
+        class_pass_7(W, P, n, acc + c);
+        c += 7;
+        W += 7 * n;
     }
     for (; c < C; c++) {
         uint32_t s0 = 0;
@@ -680,9 +713,12 @@ typedef struct {
 /* the K = 2 helpers must inline into their loops so the vectors and the shift count stay in registers */
 #if defined(__GNUC__)
 #define RFE_INLINE static inline __attribute__((always_inline))
+/* keep a constant in a register (not re-materialized, not folded into a shift-and-test) */
+#define RFE_REG(v) __asm__("" : "+r"(v))
 #define RFE_NOINLINE __attribute__((noinline))
 #else
 #define RFE_INLINE static inline
+#define RFE_REG(v) ((void)0)
 #define RFE_NOINLINE
 #endif
 
@@ -725,7 +761,7 @@ RFE_INLINE v2_t region_2(const int32_t *lf, const uint16_t *po, int32_t n, int32
     return r;
 }
 
-RFE_INLINE v2_t node_2(v2_t a, v2_t b, const uint32_t *W, int32_t *shifts)
+RFE_INLINE v2_t node_2(v2_t a, v2_t b, const uint32_t *W, int32_t *shifts, uint32_t lim)
 {
     /* I = K = 2: the product order (4 + 8 products) */
     const uint32_t p00 = mulhu(a.m0, b.m0), p01 = mulhu(a.m0, b.m1), p10 = mulhu(a.m1, b.m0),
@@ -733,7 +769,7 @@ RFE_INLINE v2_t node_2(v2_t a, v2_t b, const uint32_t *W, int32_t *shifts)
     v2_t r;
     r.m0 = mulhu(W[0], p00) + mulhu(W[1], p01) + mulhu(W[2], p10) + mulhu(W[3], p11);
     r.m1 = mulhu(W[4], p00) + mulhu(W[5], p01) + mulhu(W[6], p10) + mulhu(W[7], p11);
-    *shifts += norm24_2(&r.m0, &r.m1);
+    *shifts += norm24_2(&r.m0, &r.m1, lim);
     return r;
 }
 
@@ -751,84 +787,101 @@ RFE_INLINE v2_t get_2(const int32_t *x)
     return v;
 }
 
+/* A leaf region of at most two features through the region-pair table (rego): ro[0], ro[1] byte
+ * offsets into the leaf table, ro[1] < 0: a single feature. */
+RFE_INLINE v2_t region_2p(const int32_t *lf, const int16_t *ro)
+{
+    const int32_t *a = LEAF(lf, ro[0]);
+    const int32_t o1 = ro[1];
+    v2_t r;
+    r.m0 = (uint32_t)a[0];
+    r.m1 = (uint32_t)a[1];
+    if (o1 >= 0) {
+        a = LEAF(lf, o1);
+        r.m0 = mulhu(r.m0, (uint32_t)a[0]);
+        r.m1 = mulhu(r.m1, (uint32_t)a[1]);
+    }
+    return r;
+}
+
 /* The regions and the first two einsum layers of one repetition in registers: every group of 4
- * leaf regions becomes one layer-2 input (needs D >= 3). W0, W1: this repetition's weights. */
+ * leaf regions becomes one layer-2 input (needs D >= 3). ro: this repetition's region pairs;
+ * W0, W1: its weights. */
 /* (kept out of rfe_einsum_forward: inlined there it loses registers to the outer loops) */
-static RFE_NOINLINE int32_t regions_l01_2(const int32_t *lf, const uint16_t *permo, const uint16_t *bounds, int32_t nreg,
-                             const uint32_t *W0, const uint32_t *W1, int32_t *out)
+static RFE_NOINLINE int32_t regions_l01_2(const int32_t *lf, const int16_t *ro, int32_t nreg, const uint32_t *W0,
+                                          const uint32_t *W1, int32_t *out)
 {
+    uint32_t lim = 1u << 24;
+    RFE_REG(lim);
     int32_t j, sh = 0;
-    for (j = 0; j < nreg; j += 4, W0 += 16, W1 += 8, out += 2) {
-        const int32_t b0 = bounds[j], b1 = bounds[j + 1], b2 = bounds[j + 2], b3 = bounds[j + 3], b4 = bounds[j + 4];
-        v2_t r0 = region_2(lf, permo + b0, b1 - b0, &sh);
-        v2_t r1 = region_2(lf, permo + b1, b2 - b1, &sh);
-        v2_t n0 = node_2(r0, r1, W0, &sh);
-        v2_t r2 = region_2(lf, permo + b2, b3 - b2, &sh);
-        v2_t r3 = region_2(lf, permo + b3, b4 - b3, &sh);
-        v2_t n1 = node_2(r2, r3, W0 + 8, &sh);
-        put_2(out, node_2(n0, n1, W1, &sh));
+    for (j = 0; j < nreg; j += 4, ro += 8, W0 += 16, W1 += 8, out += 2) {
+        v2_t r0 = region_2p(lf, ro);
+        v2_t r1 = region_2p(lf, ro + 2);
+        v2_t n0 = node_2(r0, r1, W0, &sh, lim);
+        v2_t r2 = region_2p(lf, ro + 4);
+        v2_t r3 = region_2p(lf, ro + 6);
+        v2_t n1 = node_2(r2, r3, W0 + 8, &sh, lim);
+        put_2(out, node_2(n0, n1, W1, &sh, lim));
     }
     return sh;
 }
 
-/* The same three layers deep: every group of 8 leaf regions becomes one layer-3 input (D >= 4). */
-static RFE_NOINLINE int32_t regions_l012_2(const int32_t *lf, const uint16_t *permo, const uint16_t *bounds,
-                                           int32_t nreg, const uint32_t *W0, const uint32_t *W1, const uint32_t *W2,
-                                           int32_t *out)
+/* Three layers deep: every group of 8 leaf regions becomes one layer-3 input (D >= 4). */
+RFE_INLINE v2_t group8_2(const int32_t *lf, const int16_t *ro, const uint32_t *W0, const uint32_t *W1,
+                         const uint32_t *W2, int32_t *sh, uint32_t lim)
 {
+    v2_t r0 = region_2p(lf, ro);
+    v2_t r1 = region_2p(lf, ro + 2);
+    v2_t n0 = node_2(r0, r1, W0, sh, lim);
+    v2_t r2 = region_2p(lf, ro + 4);
+    v2_t r3 = region_2p(lf, ro + 6);
+    v2_t n1 = node_2(r2, r3, W0 + 8, sh, lim);
+    v2_t q0 = node_2(n0, n1, W1, sh, lim);
+    v2_t r4 = region_2p(lf, ro + 8);
+    v2_t r5 = region_2p(lf, ro + 10);
+    v2_t n2 = node_2(r4, r5, W0 + 16, sh, lim);
+    v2_t r6 = region_2p(lf, ro + 12);
+    v2_t r7 = region_2p(lf, ro + 14);
+    v2_t n3 = node_2(r6, r7, W0 + 24, sh, lim);
+    v2_t q1 = node_2(n2, n3, W1 + 8, sh, lim);
+    return node_2(q0, q1, W2, sh, lim);
+}
+
+static RFE_NOINLINE int32_t regions_l012_2(const int32_t *lf, const int16_t *ro, int32_t nreg, const uint32_t *W0,
+                                           const uint32_t *W1, const uint32_t *W2, int32_t *out)
+{
+    uint32_t lim = 1u << 24;
+    RFE_REG(lim);
     int32_t j, sh = 0;
-    for (j = 0; j < nreg; j += 8, W0 += 32, W1 += 16, W2 += 8, out += 2) {
-        const uint16_t *b = bounds + j;
-        v2_t r0 = region_2(lf, permo + b[0], b[1] - b[0], &sh);
-        v2_t r1 = region_2(lf, permo + b[1], b[2] - b[1], &sh);
-        v2_t n0 = node_2(r0, r1, W0, &sh);
-        v2_t r2 = region_2(lf, permo + b[2], b[3] - b[2], &sh);
-        v2_t r3 = region_2(lf, permo + b[3], b[4] - b[3], &sh);
-        v2_t n1 = node_2(r2, r3, W0 + 8, &sh);
-        v2_t q0 = node_2(n0, n1, W1, &sh);
-        v2_t r4 = region_2(lf, permo + b[4], b[5] - b[4], &sh);
-        v2_t r5 = region_2(lf, permo + b[5], b[6] - b[5], &sh);
-        v2_t n2 = node_2(r4, r5, W0 + 16, &sh);
-        v2_t r6 = region_2(lf, permo + b[6], b[7] - b[6], &sh);
-        v2_t r7 = region_2(lf, permo + b[7], b[8] - b[7], &sh);
-        v2_t n3 = node_2(r6, r7, W0 + 24, &sh);
-        v2_t q1 = node_2(n2, n3, W1 + 8, &sh);
-        put_2(out, node_2(q0, q1, W2, &sh));
-    }
+    for (j = 0; j < nreg; j += 8, ro += 16, W0 += 32, W1 += 16, W2 += 8, out += 2)
+        put_2(out, group8_2(lf, ro, W0, W1, W2, &sh, lim));
     return sh;
 }
 
-/* Four layers deep: every group of 16 leaf regions becomes one layer-4 input (D >= 5); the
- * group of 8 below is the body of regions_l012_2 with its pointers passed in. */
-RFE_INLINE v2_t group8_2(const int32_t *lf, const uint16_t *permo, const uint16_t *b, const uint32_t *W0,
-                         const uint32_t *W1, const uint32_t *W2, int32_t *sh)
-{
-    v2_t r0 = region_2(lf, permo + b[0], b[1] - b[0], sh);
-    v2_t r1 = region_2(lf, permo + b[1], b[2] - b[1], sh);
-    v2_t n0 = node_2(r0, r1, W0, sh);
-    v2_t r2 = region_2(lf, permo + b[2], b[3] - b[2], sh);
-    v2_t r3 = region_2(lf, permo + b[3], b[4] - b[3], sh);
-    v2_t n1 = node_2(r2, r3, W0 + 8, sh);
-    v2_t q0 = node_2(n0, n1, W1, sh);
-    v2_t r4 = region_2(lf, permo + b[4], b[5] - b[4], sh);
-    v2_t r5 = region_2(lf, permo + b[5], b[6] - b[5], sh);
-    v2_t n2 = node_2(r4, r5, W0 + 16, sh);
-    v2_t r6 = region_2(lf, permo + b[6], b[7] - b[6], sh);
-    v2_t r7 = region_2(lf, permo + b[7], b[8] - b[7], sh);
-    v2_t n3 = node_2(r6, r7, W0 + 24, sh);
-    v2_t q1 = node_2(n2, n3, W1 + 8, sh);
-    return node_2(q0, q1, W2, sh);
-}
-
-static RFE_NOINLINE int32_t regions_l0123_2(const int32_t *lf, const uint16_t *permo, const uint16_t *bounds,
-                                            int32_t nreg, const uint32_t *W0, const uint32_t *W1,
-                                            const uint32_t *W2, const uint32_t *W3, int32_t *out)
+/* Four layers deep: every group of 16 leaf regions becomes one layer-4 input (D >= 5); with W4
+ * (D >= 6) also layer 4: every group of 32 becomes one layer-5 input. */
+static RFE_NOINLINE int32_t regions_l0123_2(const int32_t *lf, const int16_t *ro, int32_t nreg, const uint32_t *W0,
+                                            const uint32_t *W1, const uint32_t *W2, const uint32_t *W3,
+                                            const uint32_t *W4, int32_t *out)
 {
     int32_t j, sh = 0;
-    for (j = 0; j < nreg; j += 16, W0 += 64, W1 += 32, W2 += 16, W3 += 8, out += 2) {
-        v2_t a = group8_2(lf, permo, bounds + j, W0, W1, W2, &sh);
-        v2_t b = group8_2(lf, permo, bounds + j + 8, W0 + 32, W1 + 16, W2 + 8, &sh);
-        put_2(out, node_2(a, b, W3, &sh));
+    uint32_t lim = 1u << 24;
+    v2_t prev = {0u, 0u};
+    RFE_REG(lim);
+    for (j = 0; j < nreg; j += 16, ro += 32, W0 += 64, W1 += 32, W2 += 16, W3 += 8) {
+        v2_t a = group8_2(lf, ro, W0, W1, W2, &sh, lim);
+        v2_t b = group8_2(lf, ro + 16, W0 + 32, W1 + 16, W2 + 8, &sh, lim);
+        v2_t x = node_2(a, b, W3, &sh, lim);
+        if (!W4) {
+            put_2(out, x);
+            out += 2;
+        } else if (j & 16) {
+            put_2(out, node_2(prev, x, W4, &sh, lim));
+            out += 2;
+            W4 += 8;
+        } else {
+            prev = x;
+        }
     }
     return sh;
 }
@@ -843,8 +896,10 @@ static int32_t regions_2(const int32_t *lf, const uint16_t *permo, const uint16_
 
 static int32_t layer_2(const int32_t *x, int32_t n, const uint32_t *W, int32_t *out)
 {
+    uint32_t lim = 1u << 24;
+    RFE_REG(lim);
     int32_t j, sh = 0;
-    for (j = 0; j < n; j++, x += 4, out += 2, W += 8) put_2(out, node_2(get_2(x), get_2(x + 2), W, &sh));
+    for (j = 0; j < n; j++, x += 4, out += 2, W += 8) put_2(out, node_2(get_2(x), get_2(x + 2), W, &sh, lim));
     return sh;
 }
 
@@ -854,45 +909,100 @@ static int32_t layer_2(const int32_t *x, int32_t n, const uint32_t *W, int32_t *
 #define PROF(i) ((void)0)
 #endif
 
+/* Root sums and the mixture over repetitions: align the root products of all repetitions to the
+ * largest exponent, one dot product per class, one log2 per class; then the log-posteriors
+ * J - LSE(J). roots: [R][I*I] products (shifted in place), rootE: [R] exponents; returns the argmax. */
+static RFE_NOINLINE int32_t root_classes(const rfe_einsum_model_t *m, uint32_t *roots, const int32_t *rootE,
+                                         int32_t *logpost)
+{
+    const int32_t R = m->R, C = m->C, I = m->D > 1 ? m->K : m->I0, II = I * I, n = R * II;
+    const int32_t rshR = ceil_log2(R);
+    uint32_t *acc = (uint32_t *)logpost;
+    int32_t r, c, E = rootE[0], best, mx;
+    for (r = 1; r < R; r++)
+        if (rootE[r] > E) E = rootE[r];
+    for (r = 0; r < R; r++) {
+        const int32_t s = E - rootE[r] + rshR;
+        uint32_t *v = roots + r * II;
+        if (s < 32) {
+            if (s)
+                for (c = 0; c < II; c++) v[c] >>= s;
+        } else {
+            for (c = 0; c < II; c++) v[c] = 0u;
+        }
+    }
+    class_sums(m->WR, roots, n, C, acc);
+    E = (int32_t)((uint32_t)(E + rshR - 32) << RFE_EINSUM_LU_BITS) + m->const_lu;
+    /* J_c and the first class holding their maximum (the argmax of the log-posteriors) */
+    best = 0;
+    mx = INT32_MIN;
+    for (c = 0; c < C; c++) {
+        const int32_t j = E + log2q(acc[c]) + m->pc[c];
+        logpost[c] = j;
+        if (j > mx) {
+            mx = j;
+            best = c;
+        }
+    }
+    /* normalize (rfe_einsum_lse with the maximum known) */
+    {
+        const int32_t rsh = ceil_log2(C);
+        uint32_t s = 0;
+        for (c = 0; c < C; c++) s += exp2q(mx - logpost[c]) >> rsh;
+        E = mx + log2q(s) - ((31 - rsh) << RFE_EINSUM_LU_BITS);
+        for (c = 0; c < C; c++) logpost[c] -= E;
+    }
+    return best;
+}
+
 int32_t rfe_einsum_forward(const rfe_einsum_model_t *m, const int16_t *xq, int32_t *scratch, int32_t *logpost)
 {
-    const int32_t K = m->K, D = m->D, R = m->R, C = m->C, I0 = m->I0;
+    const int32_t K = m->K, D = m->D, R = m->R, I0 = m->I0;
     const int32_t nreg = 1L << D;
     const int32_t Im = I0 > K ? I0 : K;
-    const int32_t rshR = ceil_log2(R);
     int32_t *lf = scratch; /* [F][I0] mantissas, then [F] exponents */
     int32_t *reg = lf + m->F * (I0 + 1);
     uint32_t *roots = (uint32_t *)(reg + nreg * Im); /* [R][I*I] root products */
     int32_t *rootE = (int32_t *)(roots + R * Im * Im);
     uint32_t *p = (uint32_t *)(rootE + R);
     int32_t *tmp = (int32_t *)(p + Im * Im);
-    int32_t r, l, c, E, best, esum;
+    int32_t r, l, best, esum;
     esum = leaves(m, xq, tmp, lf);
     PROF(0);
     for (r = 0; r < R; r++) {
         int32_t n = nreg / 2, I = I0, sh = 0;
         const uint16_t *permo = m->permo + r * m->F;
+        const int16_t *ro = m->rego ? m->rego + (int32_t)r * nreg * 2 : 0;
         l = 0;
-        if (I0 == 2 && K == 2 && D >= 5) {
-            /* regions and layers 0-3 fused (SPR, WA) */
-            sh = regions_l0123_2(lf, permo, m->bounds, nreg, m->W[0] + (int32_t)r * n * 8,
+        if (m->rego && D >= 6) {
+            /* regions and layers 0-4 fused (SPR) */
+            sh = regions_l0123_2(lf, ro, nreg, m->W[0] + (int32_t)r * n * 8,
                                  m->W[1] + (int32_t)r * (n / 2) * 8, m->W[2] + (int32_t)r * (n / 4) * 8,
-                                 m->W[3] + (int32_t)r * (n / 8) * 8, reg);
+                                 m->W[3] + (int32_t)r * (n / 8) * 8, m->W[4] + (int32_t)r * (n / 16) * 8, reg);
+            PROF(1);
+            l = 5;
+            n /= 32;
+            I = K;
+        } else if (m->rego && D >= 5) {
+            /* regions and layers 0-3 fused (WA) */
+            sh = regions_l0123_2(lf, ro, nreg, m->W[0] + (int32_t)r * n * 8,
+                                 m->W[1] + (int32_t)r * (n / 2) * 8, m->W[2] + (int32_t)r * (n / 4) * 8,
+                                 m->W[3] + (int32_t)r * (n / 8) * 8, 0, reg);
             PROF(1);
             l = 4;
             n /= 16;
             I = K;
-        } else if (I0 == 2 && K == 2 && D >= 4) {
+        } else if (m->rego && D >= 4) {
             /* regions and layers 0-2 fused (SA) */
-            sh = regions_l012_2(lf, permo, m->bounds, nreg, m->W[0] + (int32_t)r * n * 8,
+            sh = regions_l012_2(lf, ro, nreg, m->W[0] + (int32_t)r * n * 8,
                                 m->W[1] + (int32_t)r * (n / 2) * 8, m->W[2] + (int32_t)r * (n / 4) * 8, reg);
             PROF(1);
             l = 3;
             n /= 8;
             I = K;
-        } else if (I0 == 2 && K == 2 && D >= 3) {
+        } else if (m->rego && D >= 3) {
             /* regions, layers 0 and 1 fused */
-            sh = regions_l01_2(lf, permo, m->bounds, nreg, m->W[0] + (int32_t)r * n * 8,
+            sh = regions_l01_2(lf, ro, nreg, m->W[0] + (int32_t)r * n * 8,
                                m->W[1] + (int32_t)r * (n / 2) * 8, reg);
             PROF(1);
             l = 2;
@@ -913,34 +1023,20 @@ int32_t rfe_einsum_forward(const rfe_einsum_model_t *m, const int16_t *xq, int32
             I = K;
         }
         PROF(2);
-        root_products(reg, I, roots + r * I * I);
+        if (I == 2) {
+            uint32_t *pr = roots + r * 4;
+            const uint32_t a0 = (uint32_t)reg[0], a1 = (uint32_t)reg[1], b0 = (uint32_t)reg[2], b1 = (uint32_t)reg[3];
+            pr[0] = mulhu(a0, b0);
+            pr[1] = mulhu(a0, b1);
+            pr[2] = mulhu(a1, b0);
+            pr[3] = mulhu(a1, b1);
+        } else {
+            root_products(reg, I, roots + r * I * I);
+        }
         rootE[r] = esum - sh;
         PROF(3);
     }
-    /* root sums and the mixture over repetitions: align the root products of all repetitions to
-     * the largest exponent, then one dot product per class, one log2 per class */
-    {
-        const int32_t I = D > 1 ? K : I0, II = I * I, n = R * II;
-        uint32_t *acc = (uint32_t *)logpost;
-        E = rootE[0];
-        for (r = 1; r < R; r++)
-            if (rootE[r] > E) E = rootE[r];
-        for (r = 0; r < R; r++) {
-            const int32_t s = E - rootE[r] + rshR;
-            uint32_t *v = roots + r * II;
-            for (c = 0; c < II; c++) v[c] = s < 32 ? v[c] >> s : 0u;
-        }
-        class_sums(m->WR, roots, n, C, acc);
-        E = (int32_t)((uint32_t)(E + rshR - 32) << RFE_EINSUM_LU_BITS) + m->const_lu;
-        for (c = 0; c < C; c++) logpost[c] = E + log2q(acc[c]) + m->pc[c];
-    }
-    /* normalize: log-posterior = J - LSE(J) */
-    E = rfe_einsum_lse(logpost, C, ceil_log2(C));
-    best = 0;
-    for (c = 0; c < C; c++) {
-        logpost[c] -= E;
-        if (logpost[c] > logpost[best]) best = c;
-    }
+    best = root_classes(m, roots, rootE, logpost);
     PROF(4);
     return best;
 }

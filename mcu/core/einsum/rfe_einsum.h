@@ -41,9 +41,12 @@ typedef struct {
     const uint16_t *bounds;       /* [2^D + 1] leaf region boundaries */
     const uint32_t *const *W;     /* D-1 layers [R][2^(D-1-l)][K][I][I], Q32 */
     const uint32_t *WR;           /* root weights, the mixture folded in, Q32: per class c a row
-                                   * [R][I][I]; rows of classes 7b..7b+6 interleaved ([n][7]), the
-                                   * last C % 7 rows plain */
+                                   * [R][I][I]; classes in groups of 11 while 11 remain, then one of
+                                   * 10 or 7 if that many remain, each group interleaved ([n][G]),
+                                   * the remaining rows plain */
     const int32_t *pc;            /* [C] class constants (prior, mixture scale), LU */
+    const int16_t *rego;          /* NULL or (I0 = K = 2, regions of at most two features)
+                                   * [R][2^D][2] byte offsets of each leaf region's features, -1: none */
 } rfe_einsum_model_t;
 
 /* Words of int32 scratch rfe_einsum_forward needs:
