@@ -17,7 +17,7 @@ import pytest
 from rfedge import proto
 from rfedge.firmware import board_dir, build_firmware, core_dir
 from test_firmware import small_gen
-from test_kernels import _sanitizer_flags, require_cc
+from test_kernels import _required, _sanitizer_flags, require_cc
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +212,10 @@ def test_fuzz_frame_parser_under_asan_ubsan(tmp_path):
         p = subprocess.run([str(fw.path), str(corpus), "-max_total_time=20", "-max_len=8192"], capture_output=True,
                            text=True, timeout=120)
         assert p.returncode == 0, p.stderr[-3000:]
+        assert "Done " in p.stderr and " runs in " in p.stderr, p.stderr[-2000:]   # libFuzzer really ran
         return
+    if _required("libfuzzer"):
+        pytest.fail("RFEDGE_REQUIRE=libfuzzer but clang with -fsanitize=fuzzer is not available (apt: clang libclang-rt-dev)")
     fw = build_firmware("host", gen, tmp_path / "fuzz", sanitize=True, main=False, extra_sources=[harness])
     p = subprocess.run([str(fw.path), "4000", "12345", *map(str, sorted(corpus.iterdir()))], capture_output=True,
                        text=True, timeout=300)
