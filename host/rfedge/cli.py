@@ -167,6 +167,28 @@ def cmd_train_einsum(a) -> int:
     return 0
 
 
+def cmd_train_semantic(a) -> int:
+    """The semantic teacher (paper 000) and students distilled from it (rfedge.distill)."""
+    from pathlib import Path
+
+    from rfedge.distill import train_distilled, train_teacher
+
+    if a.model == "teacher":
+        if a.teacher:
+            raise RfedgeError("--teacher is for distilling a student, not for training the teacher", field="--teacher")
+        m = train_teacher(a.data, a.out, split=a.split, fold=a.fold, seed=a.seed, epochs=a.epochs, quick=a.quick,
+                          stream=sys.stderr)
+    else:
+        if a.model not in ("student", "student-tcn"):
+            raise RfedgeError(f"--teacher distils into student or student-tcn, not {a.model}", field="model")
+        m = train_distilled(a.data, a.teacher, a.out, variant=a.distill, split=a.split, fold=a.fold, seed=a.seed,
+                            epochs=a.epochs, quick=a.quick, student=a.model, stream=sys.stderr)
+    print(f"{m.get('model', a.model)} on {m.get('split')} / {m.get('fold')}: accuracy {m['accuracy']:.4f}, "
+          f"macro-F1 {m['macro_f1']:.4f}")
+    print(f"  metrics: {Path(a.out) / 'metrics.json'}")
+    return 0
+
+
 def cmd_train(a) -> int:
     from pathlib import Path
 
@@ -174,6 +196,8 @@ def cmd_train(a) -> int:
 
     if a.model == "einsum":
         return cmd_train_einsum(a)
+    if a.model == "teacher" or a.teacher:
+        return cmd_train_semantic(a)
 
     m = train(a.data, a.out, model=a.model, split=a.split, fold=a.fold, seed=a.seed, epochs=a.epochs,
               quick=a.quick)
@@ -439,9 +463,15 @@ def build_parser() -> argparse.ArgumentParser:
     from rfedge.models import MODEL_KINDS
 
     sp = sub.add_parser("train", help="train a model on one fold of a dataset split")
-    sp.add_argument("model", choices=[*MODEL_KINDS, "einsum"],
+    sp.add_argument("model", choices=[*MODEL_KINDS, "einsum", "teacher"],
                     help="einsum: the three per-device Einsum networks of paper 003 on an rfid dataset "
-                         "(--split in-session: repetitions 16-19 test; cross-user --fold U: leave user U out)")
+                         "(--split in-session: repetitions 16-19 test; cross-user --fold U: leave user U out); "
+                         "teacher: paper 000's semantic teacher (needs a 2-antenna dataset, e.g. esp32-mirror)")
+    sp.add_argument("--teacher", default=None, metavar="RUN",
+                    help="distil the student from this teacher run (same dataset, split and fold)")
+    sp.add_argument("--distill", default="full", choices=["alone", "soft", "feature", "full"],
+                    help="with --teacher: which losses (alone: cross-entropy only; soft: + KL on the teacher's "
+                         "softened outputs; feature: + MSE on projected features; full: both)")
     sp.add_argument("--data", required=True, metavar="DIR", help="dataset directory")
     sp.add_argument("--split", default="in-session", metavar="NAME", help="split name (default in-session)")
     sp.add_argument("--fold", default="0", metavar="N", help="fold index or name (default 0)")
