@@ -198,6 +198,15 @@ def cmd_train(a) -> int:
         return cmd_train_einsum(a)
     if a.model == "teacher" or a.teacher:
         return cmd_train_semantic(a)
+    if a.model == "align":
+        from rfedge.align import train_alignment
+
+        m = train_alignment(a.data, a.out, split=a.split, fold=a.fold, mirror=not a.no_mirror, seed=a.seed,
+                            epochs=a.epochs, quick=a.quick, stream=sys.stderr)
+        print(f"align ({'with' if not a.no_mirror else 'without'} mirror-consistency) on {m.get('split')} / "
+              f"{m.get('fold')}: top-1 caption retrieval {m['accuracy']:.4f}")
+        print(f"  metrics: {Path(a.out) / 'metrics.json'}")
+        return 0
 
     m = train(a.data, a.out, model=a.model, split=a.split, fold=a.fold, seed=a.seed, epochs=a.epochs,
               quick=a.quick)
@@ -220,8 +229,15 @@ def cmd_evaluate(a) -> int:
         print(format_paper003(r), end="")
         print(f"results: {a.out}/results.md, results.json and confusion/*.png")
         return 0
+    if a.protocol == "paper001":
+        from rfedge.align import evaluate_alignment, format_results
+
+        r = evaluate_alignment(a.data, a.out, quick=a.quick, seeds=(a.seed,), stream=sys.stderr)
+        print(format_results(r), end="")
+        print(f"results: {a.out}/results.md, results.json")
+        return 0
     if a.protocol != "paper002":
-        raise RfedgeError(f"unknown protocol {a.protocol!r}; available: paper002, paper003")
+        raise RfedgeError(f"unknown protocol {a.protocol!r}; available: paper001, paper002, paper003")
     models = tuple(a.models.split(",")) if a.models else None
     r = evaluate_paper002(a.data, a.out, seed=a.seed, quick=a.quick, jobs=a.jobs,
                           **({"models": models} if models else {}))
@@ -463,10 +479,12 @@ def build_parser() -> argparse.ArgumentParser:
     from rfedge.models import MODEL_KINDS
 
     sp = sub.add_parser("train", help="train a model on one fold of a dataset split")
-    sp.add_argument("model", choices=[*MODEL_KINDS, "einsum", "teacher"],
+    sp.add_argument("model", choices=[*MODEL_KINDS, "einsum", "teacher", "align"],
                     help="einsum: the three per-device Einsum networks of paper 003 on an rfid dataset "
                          "(--split in-session: repetitions 16-19 test; cross-user --fold U: leave user U out); "
-                         "teacher: paper 000's semantic teacher (needs a 2-antenna dataset, e.g. esp32-mirror)")
+                         "teacher: paper 000's semantic teacher (needs a 2-antenna dataset, e.g. esp32-mirror); "
+                         "align: paper 001's CSI-text alignment with caption retrieval as an int8 model")
+    sp.add_argument("--no-mirror", action="store_true", help="align: without the mirror-consistency hinge")
     sp.add_argument("--teacher", default=None, metavar="RUN",
                     help="distil the student from this teacher run (same dataset, split and fold)")
     sp.add_argument("--distill", default="full", choices=["alone", "soft", "feature", "full"],
