@@ -410,8 +410,7 @@ def train_alignment(data_dir, out_run, *, split: str = "in-session", fold=0, mir
     from rfedge.fileio import atomic_write_json
     from rfedge.models.student import to_model_input
     from rfedge.semantics import load_embeddings
-    from rfedge.train import (PREDICTIONS_FILE, _versions, cap_ids, configure_tf_threads, save_predictions,
-                              select_fold, validation_split)
+    from rfedge.train import PREDICTIONS_FILE, _versions, cap_ids, configure_tf_threads, fold_trials, save_predictions
 
     stream = stream or sys.stderr
     epochs = int(epochs if epochs is not None else (QUICK_EPOCHS if quick else DEFAULT_EPOCHS))
@@ -430,13 +429,8 @@ def train_alignment(data_dir, out_run, *, split: str = "in-session", fold=0, mir
     table = caption_table(names, emb)
     partners = mirror_partners(ds)
     has_mirror = partners != np.arange(len(names))
-    fold_index, f = select_fold(ds, split, fold)
+    fold_index, f, fit_ids, val_ids, test_ids = fold_trials(ds, split, fold, seed, max_train)
     labels = ds.labels
-    fit_ids, val_ids = validation_split(cap_ids(f["train"], labels, max_train, seed), labels, seed)
-    test_ids = sorted(int(i) for i in f["test"])
-    if not fit_ids or not val_ids or not test_ids:
-        raise RfedgeError(f"fold {f['name']!r} of split {split!r} leaves {len(fit_ids)} training, "
-                          f"{len(val_ids)} validation and {len(test_ids)} test trials; each must be > 0")
     stream.write(f"align ({'with' if mirror else 'without'} mirror consistency): split {split} fold {f['name']}, "
                  f"{len(fit_ids)} train / {len(val_ids)} validation / {len(test_ids)} test trials, seed {seed}\n")
     cfg = FeatureConfig()

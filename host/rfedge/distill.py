@@ -47,8 +47,8 @@ from rfedge.fileio import atomic_write_json
 from rfedge.metrics import classification_report, save_confusion_png
 from rfedge.teacher_inputs import (DEFAULT_PHASE_GROUPS, PhaseNormalizer, TeacherInputs, _frame_weights,
                                    ratio_phase, trial_ratio_window)
-from rfedge.train import (PREDICTIONS_FILE, VAL_FRACTION, _commit, _versions, cap_ids, configure_tf_threads,
-                          measure_latency_ms, save_predictions, select_fold, time_warp, validation_split)
+from rfedge.train import (PREDICTIONS_FILE, VAL_FRACTION, _commit, _versions, configure_tf_threads, fold_trials,
+                          measure_latency_ms, save_predictions, time_warp)
 
 VARIANTS = {"alone": (False, False), "soft": (True, False), "feature": (False, True), "full": (True, True)}
 QUICK_EPOCHS = {"teacher": 40, "student": 40}
@@ -114,13 +114,8 @@ def _load_fold(data_dir, split, fold, seed, feature_cfg, phase_groups, cache_dir
     else:
         cfg = dataclasses.replace(feature_cfg)
     ti = TeacherInputs(ds, cfg, phase_groups, cache_dir=cache_dir, stream=stream)   # checks the antennas
-    fold_index, f = select_fold(ds, split, fold)
+    fold_index, f, fit, val, test = fold_trials(ds, split, fold, seed, max_train, max_test)
     labels = ds.labels
-    fit, val = validation_split(cap_ids(f["train"], labels, max_train, seed), labels, seed)
-    test = cap_ids(f["test"], labels, max_test, seed)
-    if not fit or not val or not test:
-        raise RfedgeError(f"fold {f['name']!r} of split {split!r} leaves {len(fit)} training, {len(val)} "
-                          f"validation and {len(test)} test trials; each must be > 0")
     if cfg.threshold is None:
         # Not used by these (unsegmented) features, but saved with the model like rfedge.train does,
         # for pipelines that segment streams on the device.

@@ -116,6 +116,20 @@ def validation_split(train_ids, labels, seed: int, fraction: float = VAL_FRACTIO
     return sorted(fit), sorted(val)
 
 
+def fold_trials(ds: Dataset, split: str, fold, seed: int, max_train: int | None = None,
+                max_test: int | None = None) -> tuple[int, dict, list[int], list[int], list[int]]:
+    """(fold index, fold, fit ids, validation ids, test ids) of one fold of a split, capped as
+    asked (stratified); one clear error when a side would be empty."""
+    fold_index, f = select_fold(ds, split, fold)
+    labels = ds.labels
+    fit_ids, val_ids = validation_split(cap_ids(f["train"], labels, max_train, seed), labels, seed)
+    test_ids = cap_ids(f["test"], labels, max_test, seed)
+    if not fit_ids or not val_ids or not test_ids:
+        raise RfedgeError(f"fold {f['name']!r} of split {split!r} leaves {len(fit_ids)} training, "
+                          f"{len(val_ids)} validation and {len(test_ids)} test trials; each must be > 0")
+    return fold_index, f, fit_ids, val_ids, test_ids
+
+
 def cap_ids(ids, labels, n: int | None, seed: int) -> list[int]:
     """At most ``n`` of ``ids``, each class keeping its share (seeded; all of them when n is None).
 
@@ -392,13 +406,8 @@ def train(data_dir, out_dir, *, model: str = "student", split: str = "in-session
     ds = Dataset.open(data_dir)
     if ds.kind != "csi":
         raise RfedgeError(f"training needs a CSI dataset, this one is {ds.kind!r}", path=data_dir)
-    fold_index, f = select_fold(ds, split, fold)
+    fold_index, f, fit_ids, val_ids, test_ids = fold_trials(ds, split, fold, seed, max_train, max_test)
     labels = ds.labels
-    fit_ids, val_ids = validation_split(cap_ids(f["train"], labels, max_train, seed), labels, seed)
-    test_ids = cap_ids(f["test"], labels, max_test, seed)
-    if not fit_ids or not val_ids or not test_ids:
-        raise RfedgeError(f"fold {f['name']!r} of split {split!r} leaves {len(fit_ids)} training, "
-                          f"{len(val_ids)} validation and {len(test_ids)} test trials; each must be > 0")
     stream.write(f"train {model}: split {split} fold {f['name']}, {len(fit_ids)} train / {len(val_ids)} "
                  f"validation / {len(test_ids)} test trials, seed {seed}\n")
 
