@@ -236,8 +236,15 @@ def cmd_evaluate(a) -> int:
         print(format_results(r), end="")
         print(f"results: {a.out}/results.md, results.json")
         return 0
+    if a.protocol == "paper000":
+        from rfedge.evaluate_distill import evaluate_paper000, format_markdown as format_paper000
+
+        r = evaluate_paper000(a.data, a.out, quick=a.quick, seed=a.seed, stream=sys.stderr)
+        print(format_paper000(r), end="")
+        print(f"results: {a.out}/results.md, results.json and runs/")
+        return 0
     if a.protocol != "paper002":
-        raise RfedgeError(f"unknown protocol {a.protocol!r}; available: paper001, paper002, paper003")
+        raise RfedgeError(f"unknown protocol {a.protocol!r}; available: paper000, paper001, paper002, paper003")
     models = tuple(a.models.split(",")) if a.models else None
     r = evaluate_paper002(a.data, a.out, seed=a.seed, quick=a.quick, jobs=a.jobs,
                           **({"models": models} if models else {}))
@@ -517,7 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("evaluate", help="a paper's evaluation protocol on a dataset")
     sp.add_argument("--data", required=True, metavar="DIR")
-    sp.add_argument("--protocol", default="paper002", help="paper002 (CSI) or paper003 (rfid, Einsum networks)")
+    sp.add_argument("--protocol", default="paper002",
+                    help="paper000 (CSI, teacher and distillation ablation), paper001 (CSI, caption alignment), "
+                         "paper002 (CSI) or paper003 (rfid, Einsum networks)")
     sp.add_argument("--out", required=True, metavar="RUN")
     sp.add_argument("--models", default=None, help="comma-separated subset of student,cnn,svm")
     sp.add_argument("--seed", type=int, default=0)
