@@ -405,12 +405,12 @@ def train_alignment(data_dir, out_run, *, split: str = "in-session", fold=0, mir
     """
     from rfedge.data.dataset import Dataset
     from rfedge.dsp import Normalizer
-    from rfedge.featcache import FeatureStore
     from rfedge.features import FeatureConfig
     from rfedge.fileio import atomic_write_json
     from rfedge.models.student import to_model_input
     from rfedge.semantics import load_embeddings
-    from rfedge.train import PREDICTIONS_FILE, _versions, cap_ids, configure_tf_threads, fold_trials, save_predictions
+    from rfedge.train import (PREDICTIONS_FILE, _versions, cap_ids, configure_tf_threads, fold_features,
+                              fold_trials, save_predictions)
 
     stream = stream or sys.stderr
     epochs = int(epochs if epochs is not None else (QUICK_EPOCHS if quick else DEFAULT_EPOCHS))
@@ -434,13 +434,8 @@ def train_alignment(data_dir, out_run, *, split: str = "in-session", fold=0, mir
     stream.write(f"align ({'with' if mirror else 'without'} mirror consistency): split {split} fold {f['name']}, "
                  f"{len(fit_ids)} train / {len(val_ids)} validation / {len(test_ids)} test trials, seed {seed}\n")
     cfg = FeatureConfig()
-    if features is not None and features.ds.manifest.get("data_sha256") != ds.manifest.get("data_sha256"):
-        raise RfedgeError("the feature store given to train_alignment belongs to another dataset", path=data_dir)
-    store = features if features is not None else FeatureStore(ds, stream=stream)
-    cfg.threshold = store.threshold(fit_ids, cfg)
-    X_fit = store.features(fit_ids, cfg, desc="features (train)")
-    X_val = store.features(val_ids, cfg, desc="features (validation)")
-    X_test = store.features(test_ids, cfg, desc="features (test)")
+    store, X_fit, X_val, X_test = fold_features(ds, features, cfg, fit_ids, val_ids, test_ids, "train_alignment",
+                                                stream)
     y_fit, y_val, y_test = labels[fit_ids], labels[val_ids], labels[test_ids]
     norm = Normalizer.fit(X_fit)
 

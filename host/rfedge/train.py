@@ -130,6 +130,20 @@ def fold_trials(ds: Dataset, split: str, fold, seed: int, max_train: int | None 
     return fold_index, f, fit_ids, val_ids, test_ids
 
 
+def fold_features(ds: Dataset, features, cfg, fit_ids, val_ids, test_ids, who: str, stream):
+    """(store, X fit, X validation, X test) of a fold from ``features`` (a FeatureStore of this
+    dataset, shared across runs) or a new store; the activity threshold, when ``cfg`` has none,
+    is fitted on the fit trials only (set on ``cfg``, which is saved with the model)."""
+    if features is not None and features.ds.manifest.get("data_sha256") != ds.manifest.get("data_sha256"):
+        raise RfedgeError(f"the feature store given to {who} belongs to another dataset", path=ds.path)
+    store = features if features is not None else FeatureStore(ds, stream=stream)
+    if cfg.threshold is None:
+        cfg.threshold = store.threshold(fit_ids, cfg)
+    return (store, store.features(fit_ids, cfg, desc="features (train)"),
+            store.features(val_ids, cfg, desc="features (validation)"),
+            store.features(test_ids, cfg, desc="features (test)"))
+
+
 def cap_ids(ids, labels, n: int | None, seed: int) -> list[int]:
     """At most ``n`` of ``ids``, each class keeping its share (seeded; all of them when n is None).
 
@@ -415,14 +429,7 @@ def train(data_dir, out_dir, *, model: str = "student", split: str = "in-session
         cfg = FeatureConfig.from_dict(feature_cfg)
     else:
         cfg = dataclasses.replace(feature_cfg) if feature_cfg is not None else FeatureConfig()
-    if features is not None and features.ds.manifest.get("data_sha256") != ds.manifest.get("data_sha256"):
-        raise RfedgeError("the feature store given to train belongs to another dataset", path=data_dir)
-    store = features if features is not None else FeatureStore(ds, stream=stream)
-    if cfg.threshold is None:
-        cfg.threshold = store.threshold(fit_ids, cfg)
-    X_fit = store.features(fit_ids, cfg, desc="features (train)")
-    X_val = store.features(val_ids, cfg, desc="features (validation)")
-    X_test = store.features(test_ids, cfg, desc="features (test)")
+    _, X_fit, X_val, X_test = fold_features(ds, features, cfg, fit_ids, val_ids, test_ids, "train", stream)
     y_fit, y_val, y_test = labels[fit_ids], labels[val_ids], labels[test_ids]
     normalizer = Normalizer.fit(X_fit)
     n_classes = len(ds.label_names)
