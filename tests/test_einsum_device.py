@@ -386,3 +386,23 @@ int main(void)
     assert len(got) == n * 16
     for r in got:
         assert r[3:] == want[r[0]].tolist(), r[:3]
+
+
+def test_bench_board_measures_several_trials(tmp_path):
+    """`rfedge bench board` on an einsum run: one figure per device and test trial, the budget
+    line (judged on qemu-rv32 only), the leaf table in use; the JSON lands in the out dir."""
+    from rfedge.sim.rfid import synth_rfid_dataset
+    from rfedge.validate_einsum import bench_einsum_board, format_einsum_bench
+
+    # repetitions 16-19 are the test split
+    data = synth_rfid_dataset(tmp_path / "data", overrides={"participants": 1, "repetitions": 20})
+    run = ed.write_fitted_run(data, tmp_path / "run", seed=0, stream=None)
+    r = bench_einsum_board(run, "host", runs=3, trials=2, out_dir=tmp_path / "bench", stream=None)
+    assert r["trials"] == 2 and set(r["devices"]) == set(ed.SETS)
+    for k, d in r["devices"].items():
+        assert len(d["per_trial"]) == 2 and 0 < d["min"] <= d["median"] <= d["max"]
+        assert d.get("within_budget") is None and d["budget"]["instructions_max"] > 0
+    # the fitted run has the plain form (I0 = L = 10): SPR's table would exceed LT_MAX_BYTES
+    assert {k: d["leaf_table_cells"] for k, d in r["devices"].items()} == {"SPR": 0, "SA": 256, "WA": 256}
+    assert (tmp_path / "bench" / "bench_einsum_host.json").is_file()
+    assert "judged on qemu-rv32 only" in format_einsum_bench(r)

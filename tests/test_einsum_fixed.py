@@ -225,7 +225,8 @@ def test_accuracy_drop_on_separable_problem(mixing):
 @pytest.mark.parametrize("mixing", FORMS, ids=FORM_IDS)
 def test_saturation_at_extreme_inputs(mixing):
     p = paper_params("SA", leaf_mixing=mixing)
-    fx = ex.quantize_params(p, realistic_inputs(p, 50)[10:])
+    # the computed leaves (test_leaf_table covers the table, which defers to them outside its range)
+    fx = ex.quantize_params(p, realistic_inputs(p, 50)[10:], leaf_table_bits=0)
     X = realistic_inputs(p, 8)
     Xq = ex.quantize_inputs(fx, X)
     assert Xq.dtype == np.int16
@@ -250,6 +251,45 @@ def test_saturation_at_extreme_inputs(mixing):
     # qmax keeps the sum of leaves above -2^29 LU (plus the NORM shifts and the prior floor)
     assert j.min() > -(2 ** 29) - 32 * 256 * (p.F + 2 ** p.D) - 2 ** 24
     assert np.all(np.isfinite(ex.to_nats(lp)))
+
+
+def _table_hits(fx, Xq):
+    j = (np.asarray(Xq, np.int64) - fx.lt_lo) >> fx.lt_sh
+    return (j >= 0) & (j < (1 << fx.lt_bits))
+
+
+@pytest.mark.parametrize("mixing", FORMS, ids=FORM_IDS)
+def test_leaf_table(mixing):
+    """The leaf table holds the computed leaves at each cell's midpoint (top 16 mantissa bits);
+    inputs outside its cells are computed; its grid covers the calibration data."""
+    p = paper_params("SA", leaf_mixing=mixing)
+    X = realistic_inputs(p, 300, seed=3)
+    fx = ex.quantize_params(p, X[10:])
+    fx0 = ex.quantize_params(p, X[10:], leaf_table_bits=0)
+    assert fx.lt_bits == ex.LT_BITS and fx0.lt_bits == 0 and fx.zf == fx0.zf
+    assert ex.leaf_table_bytes(fx.F, fx.I0, fx.lt_bits) <= ex.LT_MAX_BYTES
+    cal = ex.quantize_inputs(fx, X[10:])
+    assert _table_hits(fx, cal).mean() > 0.99, "the grid covers the calibration range"
+    rng = np.random.default_rng(0)
+    xq = np.concatenate([ex.quantize_inputs(fx, X), rng.integers(-32768, 32768, (30, p.F))]).astype(np.int64)
+    xq[-1] = 32767
+    xq[-2] = -32768
+    hit = _table_hits(fx, xq)
+    assert hit.any() and not hit.all()
+    # expected, from the computed leaves (no table) at the cell midpoint (inside) or the input itself
+    step = 1 << fx.lt_sh
+    cell = np.floor_divide(xq - fx.lt_lo, step)
+    mid = np.minimum(fx.lt_lo + cell * step + step // 2, 32767)
+    m0, e0, _ = ex.fixed_leaves(fx0, np.where(hit, mid, xq))
+    m, e, slow = ex.fixed_leaves(fx, xq)
+    assert np.array_equal(m, np.where(hit[..., None], (m0 >> 16) << 16, m0))
+    assert np.array_equal(e, e0)
+    assert not slow[hit].any()
+    assert np.all(np.bitwise_or.reduce(m, axis=-1) >= 2 ** 31), "still normalized"
+    # a table larger than LT_MAX_BYTES is made coarser, and too coarse a one is not made at all
+    big = paper_params("SPR", leaf_mixing=False)   # I0 = L = 10: 24 bytes a cell
+    assert ex.quantize_params(big, realistic_inputs(big, 40)).lt_bits == 0
+    assert ex.leaf_table_bytes(big.F, 10, ex.LT_MIN_BITS) > ex.LT_MAX_BYTES
 
 
 def test_quantize_rejects_bad_shapes():
@@ -313,6 +353,11 @@ def test_c_equals_integer_reference(paper_builds, name, mixing):
     Xq = np.concatenate([Xq, raw])
     _, _, slow = ex.fixed_leaves(fx, Xq)
     assert slow.any() and not slow.all(), "both leaf paths are exercised"
+    if fx.lt_bits:   # and the leaf table, with inputs inside and outside its cells
+        hit = _table_hits(fx, Xq)
+        assert hit.any() and not hit.all()
+    else:
+        assert (name, mixing) == ("SPR", False), "only SPR's plain form is too big for a table"
     lp_c, lab_c = run_einsum_host(exe, Xq, p.C)
     lp_py = ex.fixed_log_posteriors(fx, Xq)
     assert np.array_equal(lp_c, lp_py), f"first mismatch at {np.argwhere(lp_c != lp_py)[:3].tolist()}"

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rfedge.errors import RfedgeError
-from rfedge.einsum_fixed import FixedEinsum, scratch_words
+from rfedge.einsum_fixed import FixedEinsum, _rsh, norm_weights, scratch_words
 
 from .emit_c import TEMPLATES, c_array, kernel_dir
 
@@ -139,11 +139,30 @@ int32_t {prefix}_infer(const int16_t *xq, int32_t *logpost_out);
     rest = groups[-1][1] if groups else 0
     u32("WR", np.concatenate([rows[c0:c1].T.reshape(-1) for c0, c1 in groups] + [rows[rest:].reshape(-1)]))
     arr("int32_t", "pc", fx.pc)
+    lt = "0, 0, 0"
+    if fx.lt_bits:
+        # per feature (grid origin, cell shift); per cell the exponent word, then the mantissa tops
+        # two per word (density 2i low, 2i + 1 high; rfe_einsum.h)
+        _check_range("lt_lo", fx.lt_lo, -32768, 32767)
+        _check_range("lt_sh", fx.lt_sh, 0, 31)
+        _check_range("lt_m", fx.lt_m, 0, 65535)
+        _check_range("lt_e", fx.lt_e, -(1 << 31), (1 << 31) - 1)
+        arr("int16_t", "lt_grid", np.stack([fx.lt_lo, fx.lt_sh], axis=1))
+        F, T, I0 = fx.lt_m.shape
+        mt = np.zeros((F, T, 2 * ((I0 + 1) // 2)), np.int64)
+        mt[:, :, :I0] = fx.lt_m
+        words = mt[:, :, 0::2] | (mt[:, :, 1::2] << 16)
+        u32("lt", np.concatenate([fx.lt_e[:, :, None] & 0xFFFFFFFF, words], axis=2))
+        lt = f"{fx.lt_bits}, {prefix}_lt_grid, {prefix}_lt"
+    pw, pcmax = norm_weights(fx)
+    u32("pw", pw)
     parts.append(f"""
 static const rfe_einsum_model_t {prefix}_model = {{
     {fx.F}, {fx.D}, {fx.K}, {fx.L}, {fx.R}, {fx.C}, {fx.I0}, {int(fx.mixing)}, {fx.qmax}, {fx.const_lu},
     {prefix}_leafc, {prefix}_permo, {prefix}_bounds, {prefix}_W, {prefix}_WR, {prefix}_pc,
     {f"{prefix}_rego" if has_rego else "0"},
+    {lt},
+    {prefix}_pw, {pcmax}, {_rsh(fx.R)}, {_rsh(fx.C)},
 }};
 
 /* leaf table, one repetition's regions, the roots, one node's products, the slow leaf path */

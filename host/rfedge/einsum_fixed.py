@@ -39,6 +39,19 @@ slow path and at the classes)
   base = min_l q_l & ~255, v_l = EXP(q_l - base), s_k = sum_l mulhu(WL[f,k,l], v_l),
   e = 1 - (base >> 8), then NORM. qmax = min(2^29 // F, 2^24) caps a feature's contribution (the
   saturation at extreme inputs: no exponent sum can overflow).
+* Leaf table (when quantize_params had calibration data and ``leaf_table_bits`` > 0): per feature a
+  grid of T = 2^bits input cells over its calibration range (0.1-99.9th percentile of the quantized
+  inputs, widened by 10 % of that span on each side): cell j holds zq in [lo_f + j 2^sh_f,
+  lo_f + (j + 1) 2^sh_f), sh_f the smallest shift that fits the range into T cells. The table holds
+  the leaf densities above (fast or slow path) at each cell's midpoint min(lo_f + j 2^sh_f +
+  2^sh_f / 2, 32767), mantissas truncated to their top 16 bits (LM[f,j,k] = m_k >> 16, the top one
+  keeps bit 15) and the int32 exponent LE[f,j]. Lookup: j = (zq - lo_f) >> sh_f (arithmetic);
+  0 <= j < T -> m_k = LM[f,j,k] << 16, e = LE[f,j]; else (inputs outside the calibration range)
+  the computation above. The leaf layer then costs a few loads per feature instead of L Gaussians;
+  the price is the input snapped to the cell midpoint (cells are ~sigma/5 wide on the trained paper
+  networks: accuracy in docs/einsum.md, bounds in tests/test_einsum_fixed.py) and the table,
+  F T 4 (1 + ceil(I0 / 2)) bytes (bits are lowered until it fits LT_MAX_BYTES; below LT_MIN_BITS
+  no table).
 * Leaf region of a repetition: the product of its features: the first feature's (m, e), then per
   further feature m_k = mulhu(m_k, m_f,k), e += e_f, and NORM except after the last product (a
   product of two normalized vectors keeps ~30 bits; the first einsum layer normalizes).
@@ -56,8 +69,13 @@ slow path and at the classes)
   J_c = ((E + rshR - 32) << 8) + LOG2(acc_c) + pc_c + const_lu, the log2 joint p(x, c) in LU,
   with pc_c = LU(log(prior_c max_r mix[c,r])) (LU: round(256 log2), -inf and below floored at
   LOG_FLOOR = -2^24).
-* Output: log-posterior lp_c = J_c - LSE_c(J) in LU (log2 P(c|x) = lp / 256; ``to_nats``).
-  LSE (as before): m = max v; s = sum (EXP(m - v_i) >> rsh); m + LOG2(s) - (31 - rsh) 256,
+* Output: log-posterior lp_c = J_c - log2 sum_c' 2^(J_c'/256), normalized in the linear domain
+  (E and const_lu cancel): Z = sum_c mulhu(acc_c >> rshC, PW_c), PW_c = floor((2^32 - 16)
+  2^((pc_c - pcmax) / 256)), pcmax = max_c pc_c, rshC = ceil(log2 C);
+  lp_c = LOG2(acc_c) + pc_c - LZ, LZ = pcmax + LOG2(Z) + rshC 256 (log2 P(c|x) = lp / 256;
+  ``to_nats``); argmax of lp, ties to the smallest class. (J_c itself, ``fixed_joint``, is a
+  diagnostic the C does not form.)
+  LSE (``lse_q``, host-side helper): m = max v; s = sum (EXP(m - v_i) >> rsh); m + LOG2(s) - (31 - rsh) 256,
   rsh = ceil(log2 n); EXP(d) = 0 if d >= 32*256 else EXPT[d & 255] >> (d >> 8),
   EXPT[f] = round(2^31 2^(-f/256)); LOG2(s) (s == 0 taken as 1) = n 256 + round_half_up(v / 256),
   n = index of the top bit, m = s << (31 - n), idx = bits 30..23, frac = bits 22..7 of m,
@@ -97,6 +115,9 @@ FAST_MIN = 1 << 16  # leaf fast path needs top >= 2^16
 WSUM = (1 << 32) - 16  # Q32 weight scale (floor): sums stay < 2^32
 KQ = int(np.rint(2.0 ** 24 * 32.0 * np.log2(np.e) / GT_S ** 2))
 MAX_I = 64  # I0, K limit of the C (stack arrays)
+LT_BITS = 8  # leaf table: 2^LT_BITS input cells per feature (quantize_params' default)
+LT_MIN_BITS = 7  # a coarser table than 128 cells costs too much accuracy: none instead
+LT_MAX_BYTES = 256 * 1024  # SPR (F = 116, K = 2) at 256 cells needs 232 KiB
 
 
 def _exp_table() -> np.ndarray:
@@ -152,6 +173,11 @@ class FixedEinsum:
     pc: np.ndarray  # (C,) LU class constants (prior + mixture scale)
     const_lu: int
     priorq: np.ndarray  # (C,) LU log2 prior (diagnostics: fixed_log_likelihoods)
+    lt_bits: int = 0  # leaf table cells per feature 2^lt_bits (0: no table)
+    lt_lo: np.ndarray | None = None  # (F,) int16 grid origin
+    lt_sh: np.ndarray | None = None  # (F,) cell width 2^sh
+    lt_m: np.ndarray | None = None  # (F, T, I0) uint16 top mantissa bits
+    lt_e: np.ndarray | None = None  # (F, T) int32 exponents
 
     def rsh(self, n: int) -> int:
         return _rsh(n)
@@ -173,8 +199,9 @@ def _q32(w) -> np.ndarray:
     return np.floor(np.asarray(w, np.float64) * WSUM).astype(np.int64)
 
 
-def quantize_params(params: EinsumParams, calib_X=None) -> FixedEinsum:
-    """Integer constants for ``params``; ``calib_X`` (raw features, (N, F)) sets the input range."""
+def quantize_params(params: EinsumParams, calib_X=None, leaf_table_bits: int = LT_BITS) -> FixedEinsum:
+    """Integer constants for ``params``; ``calib_X`` (raw features, (N, F)) sets the input range
+    and, with ``leaf_table_bits`` > 0, the leaf table's range (no calibration data: no table)."""
     params.validate()
     F = params.F
     D, K, L, R, C = (int(getattr(params, k)) for k in ("D", "K", "L", "R", "C"))
@@ -226,12 +253,44 @@ def quantize_params(params: EinsumParams, calib_X=None) -> FixedEinsum:
     WR = _q32(np.exp(np.asarray(params.logw[D - 1], np.float64)) * (mix / mmax[:, None]).T[:, :, None, None])
     with np.errstate(divide="ignore"):
         pc = _lu(np.asarray(params.log_prior, np.float64) + np.log(mmax))
-    return FixedEinsum(
+    fx = FixedEinsum(
         name=params.name, D=D, K=K, L=L, R=R, C=C, F=F, I0=I0, mixing=bool(mixing),
         zf=zf, x_mean=np.asarray(params.x_mean, np.float64), x_scale=np.asarray(params.x_scale, np.float64),
         perm=np.asarray(params.perm, np.int64), bounds=np.asarray(params.bounds, np.int64),
         mb=mb, g=g, WL=WL, qmax=qmax, W=W, WR=WR, pc=pc, const_lu=const_lu,
         priorq=_lu(params.log_prior))
+    if calib_X is not None and leaf_table_bits > 0:
+        add_leaf_table(fx, quantize_inputs(fx, calib_X), leaf_table_bits)
+    return fx
+
+
+def leaf_table_bytes(F: int, I0: int, bits: int) -> int:
+    """Bytes of the C leaf table: per cell the exponent word, then the mantissa tops two per word."""
+    return F * (1 << bits) * 4 * (1 + (I0 + 1) // 2)
+
+
+def add_leaf_table(fx: FixedEinsum, xq_calib, bits: int = LT_BITS) -> FixedEinsum:
+    """Fill fx's leaf table (the docstring's "Leaf table") from calibration inputs (N, F) int16;
+    ``bits`` is lowered until the table fits LT_MAX_BYTES, and below LT_MIN_BITS no table is made."""
+    x = _check_xq(fx, xq_calib)
+    while bits >= LT_MIN_BITS and leaf_table_bytes(fx.F, fx.I0, bits) > LT_MAX_BYTES:
+        bits -= 1
+    fx.lt_bits, fx.lt_lo, fx.lt_sh, fx.lt_m, fx.lt_e = 0, None, None, None, None
+    if bits < LT_MIN_BITS or len(x) == 0:
+        return fx
+    T = 1 << bits
+    qlo, qhi = np.quantile(x, 0.001, axis=0), np.quantile(x, 0.999, axis=0)
+    pad = 0.1 * (qhi - qlo)
+    lo = np.clip(np.floor(qlo - pad), -32768, 32767).astype(np.int64)
+    span = np.ceil(qhi + pad) - lo + 1
+    sh = np.maximum(0, np.ceil(np.log2(span / T))).astype(np.int64)
+    mid = lo[:, None] + (np.arange(T)[None] << sh[:, None]) + ((1 << sh) >> 1)[:, None]  # (F, T)
+    m, e, _ = _exact_leaves(fx, np.minimum(mid, 32767).T)  # (T, F, I0), (T, F)
+    fx.lt_bits = int(bits)
+    fx.lt_lo, fx.lt_sh = lo, sh
+    fx.lt_m = np.ascontiguousarray((m >> 16).transpose(1, 0, 2))
+    fx.lt_e = np.ascontiguousarray(e.T)
+    return fx
 
 
 def quantize_inputs(fx: FixedEinsum, X) -> np.ndarray:
@@ -321,8 +380,23 @@ def _check_xq(fx, Xq):
 
 
 def fixed_leaves(fx: FixedEinsum, Xq) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per feature: normalized mantissas (N, F, I0), exponents (N, F) and the slow-path mask (N, F)."""
+    """Per feature: normalized mantissas (N, F, I0), exponents (N, F) and the slow-path mask (N, F)
+    (from the leaf table where it has the cell, else computed)."""
     x = _check_xq(fx, Xq)
+    m, e, slow = _exact_leaves(fx, x)
+    if fx.lt_bits:
+        j = (x - fx.lt_lo[None]) >> fx.lt_sh[None]  # (N, F), floor like the C's arithmetic shift
+        ok = (j >= 0) & (j < (1 << fx.lt_bits))
+        jj = np.where(ok, j, 0)
+        f = np.arange(fx.F)[None]
+        m = np.where(ok[..., None], fx.lt_m[f, jj] << 16, m)
+        e = np.where(ok, fx.lt_e[f, jj], e)
+        slow = slow & ~ok
+    return m, e, slow
+
+
+def _exact_leaves(fx: FixedEinsum, x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x = np.asarray(x, np.int64)
     d = 2 * x[:, :, None] - fx.mb[None]  # (N, F, L), |d| < 2^31
     idx = ((d & M32) * fx.g[None]) >> 32  # < 2^63: no int64 overflow
     idx = np.where(idx > 2 * GT_OFF, 2 * GT_OFF, idx)
@@ -359,7 +433,20 @@ def _node(a, ea, b, eb, W):
 
 
 def fixed_joint(fx: FixedEinsum, Xq) -> np.ndarray:
-    """(N, C) int64 J_c: log2 p(x, c) in LU — what rfe_einsum_forward computes before normalizing."""
+    """(N, C) int64 J_c: log2 p(x, c) in LU (a diagnostic; the C normalizes without forming it)."""
+    acc, E = _class_sums(fx, Xq)
+    return ((E + _rsh(fx.R) - 32) << LU_BITS)[:, None] + log2q(acc) + fx.pc[None] + fx.const_lu
+
+
+def norm_weights(fx: FixedEinsum) -> tuple[np.ndarray, int]:
+    """(PW (C,) Q32, pcmax): the class weights of the linear-domain normalizer (the docstring's Output)."""
+    pc = np.asarray(fx.pc, np.int64)
+    pcmax = int(pc.max())
+    return _q32(2.0 ** ((pc - pcmax) / LU)), pcmax
+
+
+def _class_sums(fx: FixedEinsum, Xq) -> tuple[np.ndarray, np.ndarray]:
+    """(acc (N, C) < 2^32, E (N,)): the root + mixture dot products and the repetitions' common exponent."""
     m, e, _ = fixed_leaves(fx, Xq)
     N = m.shape[0]
     nreg = 2 ** fx.D
@@ -394,7 +481,7 @@ def fixed_joint(fx: FixedEinsum, Xq) -> np.ndarray:
     P = np.where(sft[:, :, None] < 32, P >> np.minimum(sft, 31)[:, :, None], 0).reshape(N, 1, -1)
     WRc = np.transpose(fx.WR, (1, 0, 2, 3)).reshape(fx.C, -1)  # (C, R*I*I)
     acc = np.sum(_mulhu(WRc[None], P), axis=-1)  # (N, C) < 2^32
-    return ((E + rshR - 32) << LU_BITS)[:, None] + log2q(acc) + fx.pc[None] + fx.const_lu
+    return acc, E
 
 
 def fixed_log_likelihoods(fx: FixedEinsum, Xq) -> np.ndarray:
@@ -404,8 +491,12 @@ def fixed_log_likelihoods(fx: FixedEinsum, Xq) -> np.ndarray:
 
 def fixed_log_posteriors(fx: FixedEinsum, Xq) -> np.ndarray:
     """(N, C) int64 (int32 range) normalized log2 P(c|x) in LU; nats = value * ln2 / 256 (to_nats)."""
-    j = fixed_joint(fx, Xq)
-    return j - lse_q(j, axis=-1)[:, None]
+    acc, _ = _class_sums(fx, Xq)
+    pw, pcmax = norm_weights(fx)
+    rshC = _rsh(fx.C)
+    z = np.sum(_mulhu(acc >> rshC, pw[None]), axis=1)
+    lz = pcmax + log2q(z) + (rshC << LU_BITS)
+    return log2q(acc) + fx.pc[None] - lz[:, None]
 
 
 def fixed_predict(fx: FixedEinsum, Xq) -> np.ndarray:

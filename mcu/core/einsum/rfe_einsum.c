@@ -337,13 +337,6 @@ int32_t rfe_einsum_lse(const int32_t *v, int32_t n, int32_t rsh)
     return m + log2q(s) - ((31 - rsh) << RFE_EINSUM_LU_BITS);
 }
 
-static int32_t ceil_log2(int32_t n)
-{
-    int32_t r = 0;
-    while ((1L << r) < n) r++;
-    return r;
-}
-
 int32_t rfe_einsum_scratch_words(const rfe_einsum_model_t *m)
 {
     int32_t I = m->I0 > m->K ? m->I0 : m->K;
@@ -445,34 +438,71 @@ static int32_t leaf_slow(const rfe_einsum_model_t *m, const uint32_t *c, int32_t
     return 1 - (base >> 8) - k;
 }
 
-/* Any I0: lf[F][I0] mantissas, lfe[F] exponents; returns the sum of the exponents. */
-static int32_t leaf_any(const rfe_einsum_model_t *m, const int16_t *xq, int32_t *q, int32_t *lf, int32_t *lfe)
+/* One feature's I0 densities, computed (no table): out[I0] normalized mantissas; returns the
+ * exponent. c: the feature's [L][2 + nw] constants. */
+static int32_t leaf_one(const rfe_einsum_model_t *m, const uint32_t *c, int32_t x2, int32_t *q, int32_t *out)
 {
     const int32_t L = m->L, I0 = m->I0, nw = m->mixing ? I0 : 1, st = 2 + nw;
+    int32_t l, k;
+    uint32_t s[RFE_EINSUM_MAX_I], top = 0;
+    for (k = 0; k < I0; k++) s[k] = 0u;
+    for (l = 0; l < L; l++) {
+        const uint32_t *cl = c + l * st;
+        uint32_t v = GT[gt_index(x2, cl[0], cl[1])];
+        if (m->mixing)
+            for (k = 0; k < I0; k++) s[k] += mulhu(cl[2 + k], v);
+        else
+            s[l] = mulhu(cl[2], v);
+    }
+    for (k = 0; k < I0; k++) top |= s[k];
+    if (top < RFE_EINSUM_FAST_MIN) return leaf_slow(m, c, x2, q, out);
+    l = nlz_nz(top);
+    for (k = 0; k < I0; k++) out[k] = (int32_t)(s[k] << l);
+    return -l;
+}
+
+/* Any I0: lf[F][I0] mantissas, lfe[F] exponents (lfe may be NULL); returns the sum of the
+ * exponents. Looked up in the leaf table where it has the input's cell, else computed. */
+static int32_t leaf_any(const rfe_einsum_model_t *m, const int16_t *xq, int32_t *q, int32_t *lf, int32_t *lfe)
+{
+    const int32_t L = m->L, I0 = m->I0, nw = m->mixing ? I0 : 1, st = 2 + nw, cw = 1 + (I0 + 1) / 2;
+    const uint32_t T = m->lt_bits ? 1u << m->lt_bits : 0u;
     const uint32_t *c = m->leafc;
-    int32_t f, l, k, esum = 0;
-    uint32_t s[RFE_EINSUM_MAX_I];
+    int32_t f, k, e, esum = 0;
     for (f = 0; f < m->F; f++, c += L * st, lf += I0) {
-        const int32_t x2 = 2 * (int32_t)xq[f];
-        uint32_t top = 0;
-        for (k = 0; k < I0; k++) s[k] = 0u;
-        for (l = 0; l < L; l++) {
-            const uint32_t *cl = c + l * st;
-            uint32_t v = GT[gt_index(x2, cl[0], cl[1])];
-            if (m->mixing)
-                for (k = 0; k < I0; k++) s[k] += mulhu(cl[2 + k], v);
-            else
-                s[l] = mulhu(cl[2], v);
-        }
-        for (k = 0; k < I0; k++) top |= s[k];
-        if (top < RFE_EINSUM_FAST_MIN) {
-            lfe[f] = leaf_slow(m, c, x2, q, lf);
+        const uint32_t j = T ? (uint32_t)(((int32_t)xq[f] - m->lt_grid[2 * f]) >> m->lt_grid[2 * f + 1]) : 0u;
+        if (j < T) {
+            const uint32_t *t = m->lt + ((uint32_t)f * T + j) * (uint32_t)cw;
+            e = (int32_t)t[0];
+            for (k = 0; k < I0; k++) lf[k] = (int32_t)(k & 1 ? t[1 + k / 2] & 0xFFFF0000u : t[1 + k / 2] << 16);
         } else {
-            l = nlz_nz(top);
-            for (k = 0; k < I0; k++) lf[k] = (int32_t)(s[k] << l);
-            lfe[f] = -l;
+            e = leaf_one(m, c, 2 * (int32_t)xq[f], q, lf);
         }
-        esum += lfe[f];
+        if (lfe) lfe[f] = e;
+        esum += e;
+    }
+    return esum;
+}
+
+/* K = 2 with a leaf table: per feature the cell index, then two words (exponent, both mantissa tops). */
+static int32_t leaf_table_k2(const rfe_einsum_model_t *m, const int16_t *xq, int32_t *q, int32_t *lf)
+{
+    const int16_t *const xe = xq + m->F, *g = m->lt_grid;
+    const int32_t tb = m->lt_bits, st = 4 * m->L;
+    const uint32_t T = 1u << tb, hi = 0xFFFF0000u;
+    const uint32_t *t = m->lt;
+    int32_t esum = 0;
+    for (; xq < xe; xq++, g += 2, t += 2 * T, lf += 2) {
+        const uint32_t j = (uint32_t)(((int32_t)*xq - g[0]) >> g[1]);
+        if (j < T) {
+            const uint32_t *cell = t + 2 * j;
+            const uint32_t w = cell[1];
+            esum += (int32_t)cell[0];
+            lf[0] = (int32_t)(w << 16);
+            lf[1] = (int32_t)(w & hi);
+        } else {
+            esum += leaf_one(m, m->leafc + (g - m->lt_grid) / 2 * st, 2 * (int32_t)*xq, q, lf);
+        }
     }
     return esum;
 }
@@ -529,6 +559,7 @@ void rfe_einsum_leaf(const rfe_einsum_model_t *m, const int16_t *xq, int32_t *tm
 
 static int32_t leaves(const rfe_einsum_model_t *m, const int16_t *xq, int32_t *tmp, int32_t *lf)
 {
+    if (m->lt_bits) return m->I0 == 2 ? leaf_table_k2(m, xq, tmp, lf) : leaf_any(m, xq, tmp, lf, 0);
     if (m->mixing && m->I0 == 2) {
         switch (m->L) {
         case 4: return leaf_k2_4(m, xq, tmp, lf);
@@ -910,47 +941,53 @@ static int32_t layer_2(const int32_t *x, int32_t n, const uint32_t *W, int32_t *
 #endif
 
 /* Root sums and the mixture over repetitions: align the root products of all repetitions to the
- * largest exponent, one dot product per class, one log2 per class; then the log-posteriors
- * J - LSE(J). roots: [R][I*I] products (shifted in place), rootE: [R] exponents; returns the argmax. */
+ * largest exponent, one dot product per class; then the log-posteriors LOG2(acc_c) + pc_c - LZ with
+ * the normalizer summed in the linear domain (the common exponent cancels). roots: [R][I*I]
+ * products (shifted in place), rootE: [R] exponents; returns the argmax. */
 static RFE_NOINLINE int32_t root_classes(const rfe_einsum_model_t *m, uint32_t *roots, const int32_t *rootE,
                                          int32_t *logpost)
 {
     const int32_t R = m->R, C = m->C, I = m->D > 1 ? m->K : m->I0, II = I * I, n = R * II;
-    const int32_t rshR = ceil_log2(R);
+    const int32_t rshR = m->rsh_r, rshC = m->rsh_c;
     uint32_t *acc = (uint32_t *)logpost;
-    int32_t r, c, E = rootE[0], best, mx;
+    int32_t r, c, E = rootE[0], best, mx, lz;
+    uint32_t z = 0;
     for (r = 1; r < R; r++)
         if (rootE[r] > E) E = rootE[r];
-    for (r = 0; r < R; r++) {
-        const int32_t s = E - rootE[r] + rshR;
-        uint32_t *v = roots + r * II;
-        if (s < 32) {
-            if (s)
-                for (c = 0; c < II; c++) v[c] >>= s;
-        } else {
-            for (c = 0; c < II; c++) v[c] = 0u;
+    E += rshR;
+    if (II == 4) {
+        for (r = 0; r < R; r++, roots += 4) {
+            const int32_t s = E - rootE[r];
+            if (s >= 32) {
+                roots[0] = roots[1] = roots[2] = roots[3] = 0u;
+            } else if (s) {
+                roots[0] >>= s;
+                roots[1] >>= s;
+                roots[2] >>= s;
+                roots[3] >>= s;
+            }
+        }
+        roots -= n;
+    } else {
+        for (r = 0; r < R; r++) {
+            const int32_t s = E - rootE[r];
+            uint32_t *v = roots + r * II;
+            for (c = 0; c < II; c++) v[c] = s < 32 ? v[c] >> s : 0u;
         }
     }
     class_sums(m->WR, roots, n, C, acc);
-    E = (int32_t)((uint32_t)(E + rshR - 32) << RFE_EINSUM_LU_BITS) + m->const_lu;
-    /* J_c and the first class holding their maximum (the argmax of the log-posteriors) */
+    for (c = 0; c < C; c++) z += mulhu(acc[c] >> rshC, m->pw[c]);
+    lz = m->pcmax + log2q(z) + (rshC << RFE_EINSUM_LU_BITS);
+    /* log-posteriors and the first class holding their maximum */
     best = 0;
     mx = INT32_MIN;
     for (c = 0; c < C; c++) {
-        const int32_t j = E + log2q(acc[c]) + m->pc[c];
+        const int32_t j = log2q(acc[c]) + m->pc[c] - lz;
         logpost[c] = j;
         if (j > mx) {
             mx = j;
             best = c;
         }
-    }
-    /* normalize (rfe_einsum_lse with the maximum known) */
-    {
-        const int32_t rsh = ceil_log2(C);
-        uint32_t s = 0;
-        for (c = 0; c < C; c++) s += exp2q(mx - logpost[c]) >> rsh;
-        E = mx + log2q(s) - ((31 - rsh) << RFE_EINSUM_LU_BITS);
-        for (c = 0; c < C; c++) logpost[c] -= E;
     }
     return best;
 }

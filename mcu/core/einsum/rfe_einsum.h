@@ -9,7 +9,10 @@
  *     (einsum nodes only when the top mantissa falls below 2^24);
  *   - leaves: a Q32 Gaussian table over the standardized distance (64 steps per sigma), mixed per
  *     feature into K (leaf mixing) or L densities; a log-domain slow path for far-away inputs;
- *   - outputs: log2-posteriors in LU = 1/256 bit (int32), via a 257-entry interpolated log2 table.
+ *     with a leaf table (per feature 2^lt_bits input cells over the calibration range) the
+ *     densities are looked up instead, and computed only for inputs outside it;
+ *   - outputs: log2-posteriors in LU = 1/256 bit (int32), via a 257-entry interpolated log2 table,
+ *     normalized by a class sum in the linear domain.
  * The K = 2 paths (every paper configuration) are fully unrolled, the regions and the first 2-4
  * einsum layers evaluated in registers; other sizes take generic loops.
  */
@@ -47,6 +50,14 @@ typedef struct {
     const int32_t *pc;            /* [C] class constants (prior, mixture scale), LU */
     const int16_t *rego;          /* NULL or (I0 = K = 2, regions of at most two features)
                                    * [R][2^D][2] byte offsets of each leaf region's features, -1: none */
+    int32_t lt_bits;              /* leaf table: 2^lt_bits input cells per feature; 0: none */
+    const int16_t *lt_grid;       /* [F][2]: first input of cell 0, log2 of the cell width */
+    const uint32_t *lt;           /* [F][2^lt_bits][1 + (I0+1)/2] words per cell: the exponent
+                                   * (int32), then the densities' top 16 mantissa bits, two per
+                                   * word (density 2i in the low half, 2i+1 in the high half) */
+    const uint32_t *pw;           /* [C] Q32 2^((pc_c - pcmax)/256): the normalizer's class weights */
+    int32_t pcmax;                /* max_c pc_c */
+    int32_t rsh_r, rsh_c;         /* ceil(log2 R), ceil(log2 C) */
 } rfe_einsum_model_t;
 
 /* Words of int32 scratch rfe_einsum_forward needs:
