@@ -713,6 +713,58 @@ RFE_EINSUM_CLASS_PASS(11)
 RFE_EINSUM_CLASS_PASS(10)
 RFE_EINSUM_CLASS_PASS(7)
 
+/* The same for I = 2 (four root products per repetition), skipping the repetitions whose products
+ * the alignment zeroed (bit r of live clear: 2^-32 below the largest, ~9% of them on the trained
+ * networks): a zero product adds nothing, so the sums are those of class_pass_G. */
+#define RFE_EINSUM_CLASS_PASS4(G)                                                                     \
+    static void class_pass4_##G(const uint32_t *W, const uint32_t *P, int32_t R, uint32_t live,      \
+                                uint32_t *acc)                                                        \
+    {                                                                                                 \
+        uint32_t s[G];                                                                                \
+        int32_t r, q;                                                                                 \
+        _Pragma("GCC unroll 16") for (q = 0; q < (G); q++) s[q] = 0u;                                 \
+        for (r = 0; r < R; r++, W += 4 * (G), P += 4, live >>= 1) {                                   \
+            if (!(live & 1u)) continue;                                                               \
+            {                                                                                         \
+                const uint32_t v = P[0], u = P[1];                                                    \
+                _Pragma("GCC unroll 16") for (q = 0; q < (G); q++) s[q] += mulhu(W[q], v);            \
+                _Pragma("GCC unroll 16") for (q = 0; q < (G); q++) s[q] += mulhu(W[(G) + q], u);      \
+            }                                                                                         \
+            {                                                                                         \
+                const uint32_t v = P[2], u = P[3];                                                    \
+                _Pragma("GCC unroll 16") for (q = 0; q < (G); q++) s[q] += mulhu(W[2 * (G) + q], v);  \
+                _Pragma("GCC unroll 16") for (q = 0; q < (G); q++) s[q] += mulhu(W[3 * (G) + q], u);  \
+            }                                                                                         \
+        }                                                                                             \
+        _Pragma("GCC unroll 16") for (q = 0; q < (G); q++) acc[q] = s[q];                             \
+    }
+
+RFE_EINSUM_CLASS_PASS4(11)
+RFE_EINSUM_CLASS_PASS4(10)
+RFE_EINSUM_CLASS_PASS4(7)
+
+/* class_sums for I = 2 and R <= 32 (the groups as there) with the live-repetition mask. */
+static void class_sums4(const uint32_t *W, const uint32_t *P, int32_t R, uint32_t live, int32_t C, uint32_t *acc)
+{
+    const int32_t n = 4 * R;
+    int32_t c = 0, k;
+    for (; c + 11 <= C; c += 11, W += 11 * n) class_pass4_11(W, P, R, live, acc + c);
+    if (c + 10 <= C) {
+        class_pass4_10(W, P, R, live, acc + c);
+        c += 10;
+        W += 10 * n;
+    } else if (c + 7 <= C) {
+        class_pass4_7(W, P, R, live, acc + c);
+        c += 7;
+        W += 7 * n;
+    }
+    for (; c < C; c++) {
+        uint32_t s0 = 0;
+        for (k = 0; k < n; k++) s0 += mulhu(*W++, P[k]);
+        acc[c] = s0;
+    }
+}
+
 /* acc[c] = sum_k mulhu(W_c[k], P[k]), k < n. Classes in groups (11 while at least 11 remain, then
  * one of 10 or of 7 if that many remain), each group's weights interleaved [n][G]; the classes
  * left after the groups row by row (rfedge_codegen.emit_einsum writes this layout). */
@@ -955,27 +1007,27 @@ static RFE_NOINLINE int32_t root_classes(const rfe_einsum_model_t *m, uint32_t *
     for (r = 1; r < R; r++)
         if (rootE[r] > E) E = rootE[r];
     E += rshR;
-    if (II == 4) {
+    if (II == 4 && R <= 32) {
+        uint32_t live = 0u;
         for (r = 0; r < R; r++, roots += 4) {
             const int32_t s = E - rootE[r];
-            if (s >= 32) {
-                roots[0] = roots[1] = roots[2] = roots[3] = 0u;
-            } else if (s) {
+            if (s < 32) {
+                live |= 1u << r;
                 roots[0] >>= s;
                 roots[1] >>= s;
                 roots[2] >>= s;
                 roots[3] >>= s;
             }
         }
-        roots -= n;
+        class_sums4(m->WR, roots - n, R, live, C, acc);
     } else {
         for (r = 0; r < R; r++) {
             const int32_t s = E - rootE[r];
             uint32_t *v = roots + r * II;
             for (c = 0; c < II; c++) v[c] = s < 32 ? v[c] >> s : 0u;
         }
+        class_sums(m->WR, roots, n, C, acc);
     }
-    class_sums(m->WR, roots, n, C, acc);
     for (c = 0; c < C; c++) z += mulhu(acc[c] >> rshC, m->pw[c]);
     lz = m->pcmax + log2q(z) + (rshC << RFE_EINSUM_LU_BITS);
     /* log-posteriors and the first class holding their maximum */
