@@ -87,6 +87,9 @@ def emit_dsp_config(features: dict, normalizer: dict, input_scale: float, input_
         cfg = FeatureConfig.from_dict(dict(features))
     except TypeError as e:
         raise RfedgeError(f"features.json does not describe a FeatureConfig: {e}") from None
+    if cfg.cross_antenna:
+        raise RfedgeError("FeatureConfig.cross_antenna is true: the device DSP computes the amplitude channels only "
+                          "(the handedness channels are host-side; run such a model with host-computed features)")
     if cfg.segment:
         raise RfedgeError("FeatureConfig.segment is true (activity segmentation inside each window): the device DSP "
                           "supports pre-segmented windows (segment false) and the stream detector (rfe_act_*) only")

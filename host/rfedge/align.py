@@ -392,7 +392,8 @@ def train_alignment(data_dir, out_run, *, split: str = "in-session", fold=0, mir
                     epochs: int | None = None, patience: int | None = None, quick: bool = False,
                     tau: float = DEFAULT_TAU, margin: float = DEFAULT_MARGIN, lam: float = DEFAULT_LAMBDA,
                     batch_size: int = 64, learning_rate: float = 3e-3, calibration: int = 300,
-                    int8: bool = True, stream=None, features=None, max_train: int | None = None) -> dict:
+                    int8: bool = True, stream=None, features=None, max_train: int | None = None,
+                    feature_cfg=None) -> dict:
     """Train the alignment on one fold and write a run directory ``out_run``:
 
     ``model.keras`` (the deployable retrieval model, class scores out), ``student_int8.tflite``
@@ -405,7 +406,7 @@ def train_alignment(data_dir, out_run, *, split: str = "in-session", fold=0, mir
     """
     from rfedge.data.dataset import Dataset
     from rfedge.dsp import Normalizer
-    from rfedge.features import FeatureConfig
+    from rfedge.features import config_for
     from rfedge.fileio import atomic_write_json
     from rfedge.models.student import to_model_input
     from rfedge.semantics import load_embeddings
@@ -433,7 +434,7 @@ def train_alignment(data_dir, out_run, *, split: str = "in-session", fold=0, mir
     labels = ds.labels
     stream.write(f"align ({'with' if mirror else 'without'} mirror consistency): split {split} fold {f['name']}, "
                  f"{len(fit_ids)} train / {len(val_ids)} validation / {len(test_ids)} test trials, seed {seed}\n")
-    cfg = FeatureConfig()
+    cfg = config_for(ds) if feature_cfg is None else dataclasses.replace(feature_cfg)
     store, X_fit, X_val, X_test = fold_features(ds, features, cfg, fit_ids, val_ids, test_ids, "train_alignment",
                                                 stream)
     y_fit, y_val, y_test = labels[fit_ids], labels[val_ids], labels[test_ids]

@@ -177,7 +177,7 @@ def cmd_train_semantic(a) -> int:
         if a.teacher:
             raise RfedgeError("--teacher is for distilling a student, not for training the teacher", field="--teacher")
         m = train_teacher(a.data, a.out, split=a.split, fold=a.fold, seed=a.seed, epochs=a.epochs, quick=a.quick,
-                          stream=sys.stderr)
+                          feature_cfg=_feature_cfg(a), stream=sys.stderr)
     else:
         if a.model not in ("student", "student-tcn"):
             raise RfedgeError(f"--teacher distils into student or student-tcn, not {a.model}", field="model")
@@ -187,6 +187,14 @@ def cmd_train_semantic(a) -> int:
           f"macro-F1 {m['macro_f1']:.4f}")
     print(f"  metrics: {Path(a.out) / 'metrics.json'}")
     return 0
+
+
+def _feature_cfg(a, model: str | None = None):
+    """The FeatureConfig ``--features`` asks for on ``--data`` (rfedge.features.config_for)."""
+    from rfedge.data.dataset import Dataset
+    from rfedge.features import config_for
+
+    return config_for(Dataset.open(a.data), a.features, model)
 
 
 def cmd_train(a) -> int:
@@ -202,14 +210,14 @@ def cmd_train(a) -> int:
         from rfedge.align import train_alignment
 
         m = train_alignment(a.data, a.out, split=a.split, fold=a.fold, mirror=not a.no_mirror, seed=a.seed,
-                            epochs=a.epochs, quick=a.quick, stream=sys.stderr)
+                            epochs=a.epochs, quick=a.quick, feature_cfg=_feature_cfg(a), stream=sys.stderr)
         print(f"align ({'with' if not a.no_mirror else 'without'} mirror-consistency) on {m.get('split')} / "
               f"{m.get('fold')}: top-1 caption retrieval {m['accuracy']:.4f}")
         print(f"  metrics: {Path(a.out) / 'metrics.json'}")
         return 0
 
     m = train(a.data, a.out, model=a.model, split=a.split, fold=a.fold, seed=a.seed, epochs=a.epochs,
-              quick=a.quick)
+              quick=a.quick, feature_cfg=_feature_cfg(a, a.model))
     print(f"{m['model']} on {m['split']} / {m['fold']}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} "
           f"({m['n_test']} test trials)")
     print(f"  {m['parameters']:,} parameters, {m['macs']:,} MACs, host latency {m['host_latency_ms_per_window']:.2f} ms/window")
@@ -493,6 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "teacher: paper 000's semantic teacher (needs a 2-antenna dataset, e.g. esp32-mirror); "
                          "align: paper 001's CSI-text alignment with caption retrieval as an int8 model")
     sp.add_argument("--no-mirror", action="store_true", help="align: without the mirror-consistency hinge")
+    sp.add_argument("--features", default="auto", choices=["auto", "amplitude", "cross-antenna"],
+                    help="CSI input channels: amplitude (what the device DSP computes), cross-antenna (+ 4 "
+                         "handedness channels from a receiver's 2 antennas, host-side) or auto (default: "
+                         "cross-antenna on 2-antenna datasets, except for the svm)")
     sp.add_argument("--teacher", default=None, metavar="RUN",
                     help="distil the student from this teacher run (same dataset, split and fold)")
     sp.add_argument("--distill", default="full", choices=["alone", "soft", "feature", "full"],

@@ -42,11 +42,11 @@ import numpy as np
 from rfedge.data.dataset import Dataset
 from rfedge.dsp import Normalizer
 from rfedge.errors import RfedgeError
-from rfedge.features import FeatureConfig, trial_window, window_features
+from rfedge.features import FeatureConfig, config_for, trial_features, trial_receiver
 from rfedge.fileio import atomic_write_json
 from rfedge.metrics import classification_report, save_confusion_png
 from rfedge.teacher_inputs import (DEFAULT_PHASE_GROUPS, PhaseNormalizer, TeacherInputs, _frame_weights,
-                                   ratio_phase, trial_ratio_window)
+                                   ratio_phase)
 from rfedge.train import (PREDICTIONS_FILE, VAL_FRACTION, _commit, _versions, configure_tf_threads, fold_trials,
                           measure_latency_ms, save_predictions, time_warp)
 
@@ -108,7 +108,7 @@ class _Fold:
 def _load_fold(data_dir, split, fold, seed, feature_cfg, phase_groups, cache_dir, max_train, max_test, stream):
     ds = Dataset.open(data_dir)
     if feature_cfg is None:
-        cfg = FeatureConfig()
+        cfg = config_for(ds)
     elif isinstance(feature_cfg, dict):
         cfg = FeatureConfig.from_dict(feature_cfg)
     else:
@@ -366,12 +366,11 @@ def train_teacher(data_dir, out_run, split: str = "in-session", fold=0, seed: in
     report = classification_report(fd.y["test"], y_pred, fd.ds.label_names)
 
     # Host latency: both input paths from the raw window, then the network (batch 1).
-    csi, npk, tus = fd.ds.array("csi"), fd.ds.array("n_packets"), fd.ds.array("t_us")
     W = _frame_weights(fd.cfg)
 
     def one(i):
-        x = window_features(*trial_window(fd.ds, i, fd.cfg.receiver), fd.cfg)[None]
-        ph = ratio_phase(*trial_ratio_window(csi, npk, tus, i, fd.cfg.receiver), fd.cfg, phase_groups, W)[None]
+        x = trial_features(fd.ds, i, fd.cfg)[None]
+        ph = ratio_phase(*trial_receiver(fd.ds, i, fd.cfg.receiver), fd.cfg, phase_groups, W)[None]
         return predict(_normalize_model_layout(_model_layout(x), nd), npn(ph)).numpy()
 
     latency = _latency(one, fd.test[:8], 10 if quick else 50)

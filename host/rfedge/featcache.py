@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from rfedge import activity
-from rfedge.features import FeatureConfig, features_from_logamp, threshold_from_scores, trial_window, uniform_logamp
+from rfedge.features import FeatureConfig, threshold_from_scores, trial_features, trial_window, uniform_logamp
 from rfedge.fileio import atomic_write_bytes
 from rfedge.progress import Progress
 
 # The modules whose code decides X and the activity statistic: part of every cache key.
-_SOURCES = ("features.py", "dsp.py", "activity.py", "featcache.py")
+_SOURCES = ("features.py", "dsp.py", "activity.py", "featcache.py", "handedness.py")
 
 
 def _code_digest() -> str:
@@ -55,7 +55,7 @@ def feature_key(data_sha256: str, cfg: FeatureConfig, what: str = "features") ->
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-class _Arrays:
+class OpenArrays:
     """A Dataset whose arrays are opened once (``Dataset.array`` re-opens the memmap per call,
     a quarter of the per-trial time)."""
 
@@ -71,14 +71,14 @@ class _Arrays:
 
 def _compute(ds, ids, cfg: FeatureConfig, want_x: bool, want_scores: bool, desc: str, stream=None):
     """(X [len(ids), C, F, T] or None, [score arrays] or None) for trials ``ids``."""
-    src = _Arrays(ds)
+    src = OpenArrays(ds)
     X = np.empty((len(ids),) + cfg.shape, np.float32) if want_x else None
     scores = [] if want_scores else None
     with Progress(len(ids), desc, stream) if stream else contextlib.nullcontext() as p:
         for j, i in enumerate(ids):
             la = uniform_logamp(*trial_window(src, int(i), cfg.receiver), cfg.rate_hz)
             if want_x:
-                X[j] = features_from_logamp(la, cfg)
+                X[j] = trial_features(src, int(i), cfg, la)
             if want_scores:
                 scores.append(activity.activity_score(la, cfg.rate_hz))
             if p:

@@ -35,6 +35,15 @@ class FeatureConfig:
     eps: float = 1e-4
     threshold: float | None = None  # activity threshold; None: fitted on training data
     receiver: int = 0
+    cross_antenna: bool = False   # + 4 handedness channels from the receiver's 2 antennas
+                                  # (rfedge.handedness; host-side only, no device DSP)
+
+    def __post_init__(self):
+        if self.cross_antenna and self.segment:
+            from rfedge.errors import RfedgeError
+
+            raise RfedgeError("FeatureConfig: cross_antenna channels follow the whole window; they need "
+                              "segment = false", field="cross_antenna")
 
     @property
     def seg_rate_hz(self) -> float:
@@ -46,7 +55,10 @@ class FeatureConfig:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return (self.groups, len(self.bins), 1 + (self.n_samples - self.win_len) // self.hop)
+        from rfedge.handedness import CHANNELS
+
+        C = self.groups + (CHANNELS if self.cross_antenna else 0)
+        return (C, len(self.bins), 1 + (self.n_samples - self.win_len) // self.hop)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,8 +107,85 @@ def features_from_logamp(la: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
 
 
 def window_features(csi: np.ndarray, t_us: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """One CSI window (complex [P, S], timestamps µs [P]) -> X [C, F, T] float32."""
+    """One CSI window (complex [P, S], timestamps µs [P]) -> X [C, F, T] float32 (the amplitude
+    channels: cross_antenna channels need every antenna, see ``trial_features``)."""
+    if cfg.cross_antenna:
+        raise ValueError("window_features takes one antenna; use trial_features for cross_antenna configs")
     return features_from_logamp(uniform_logamp(csi, t_us, cfg.rate_hz), cfg)
+
+
+def segment_grid(t_us: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """The instants (µs) of the ``n_samples`` time-normalized samples of a window without
+    segmentation: resampled at ``rate_hz`` from its first packet over floor(duration rate) + 1
+    samples, stretched onto n_samples (what features_from_logamp does, as times)."""
+    t = np.asarray(t_us, np.float64)
+    n_uni = max(int(np.floor((t[-1] - t[0]) * 1e-6 * cfg.rate_hz)) + 1, 2)
+    return t[0] + np.linspace(0, n_uni - 1, cfg.n_samples) * (1e6 / cfg.rate_hz)
+
+
+def trial_receiver(ds, i: int, receiver: int = 0):
+    """(complex [A, P, S], t_us [P]) of trial i at a receiver, all its antennas."""
+    from rfedge.errors import RfedgeError
+
+    csi = ds.array("csi")
+    if csi.ndim != 6:
+        raise RfedgeError("this CSI dataset has one antenna per receiver; cross-antenna features need 2 "
+                          "(simulate one with --preset esp32-mirror)", field="cross_antenna")
+    P = int(ds.array("n_packets")[i, receiver])
+    if P < 2:
+        raise RfedgeError(f"trial {i}: receiver {receiver} has {P} packets; features need at least 2",
+                          field="receiver")
+    x = np.asarray(csi[i, receiver, :, :P], dtype=np.float32)
+    return x[..., 0] + 1j * x[..., 1], np.asarray(ds.array("t_us")[i, receiver, :P])
+
+
+def receiver_features(csi: np.ndarray, t_us: np.ndarray, cfg: FeatureConfig, la: np.ndarray | None = None) -> np.ndarray:
+    """One receiver's window, complex [A, P, S] (all antennas) -> X [C, F, T] float32: antenna
+    0's amplitude channels, then the handedness channels when ``cfg.cross_antenna``. ``la``:
+    antenna 0's uniform_logamp, if at hand."""
+    if la is None:
+        la = uniform_logamp(csi[0], t_us, cfg.rate_hz)
+    x = features_from_logamp(la, cfg)
+    if not cfg.cross_antenna:
+        return x
+    from rfedge.handedness import handedness_channels
+
+    return np.concatenate([x, handedness_channels(csi, t_us, cfg)])
+
+
+def trial_features(ds, i: int, cfg: FeatureConfig, la: np.ndarray | None = None) -> np.ndarray:
+    """X [C, F, T] float32 of trial i of a CSI dataset (``la``: its uniform_logamp, if at hand)."""
+    if not cfg.cross_antenna:
+        if la is None:
+            la = uniform_logamp(*trial_window(ds, i, cfg.receiver), cfg.rate_hz)
+        return features_from_logamp(la, cfg)
+    return receiver_features(*trial_receiver(ds, i, cfg.receiver), cfg, la)
+
+
+def antennas(ds) -> int:
+    """Antennas per receiver of a CSI dataset."""
+    shape = ds.array("csi").shape
+    return int(shape[2]) if len(shape) == 6 else 1
+
+
+FEATURE_CHOICES = ("auto", "amplitude", "cross-antenna")
+
+
+def config_for(ds, choice: str = "auto", model: str | None = None) -> FeatureConfig:
+    """The FeatureConfig of a model of this dataset. ``choice``: "amplitude" (the device DSP's
+    channels), "cross-antenna" (+ the handedness channels of rfedge.handedness: they tell mirrored
+    gestures apart where the amplitude cannot; host-side only) or "auto": cross-antenna where the
+    receivers have 2 antennas, except for the hand-crafted SVM (its per-frame energy/entropy
+    statistics are for log-power channels)."""
+    from rfedge.errors import RfedgeError
+
+    if choice not in FEATURE_CHOICES:
+        raise RfedgeError(f"unknown feature set {choice!r}; choose one of {', '.join(FEATURE_CHOICES)}", field="features")
+    two = ds.kind == "csi" and antennas(ds) >= 2
+    if choice == "cross-antenna" and not two:
+        raise RfedgeError("cross-antenna features need 2 antennas per receiver; this dataset has 1 (simulate one "
+                          "with --preset esp32-mirror)", path=ds.path, field="features")
+    return FeatureConfig(cross_antenna=choice == "cross-antenna" or (choice == "auto" and two and model != "svm"))
 
 
 def trial_window(ds, i: int, receiver: int = 0):
@@ -137,6 +226,6 @@ def dataset_features(ds, ids, cfg: FeatureConfig, desc: str = "features") -> np.
     out = np.empty((len(ids),) + cfg.shape, np.float32)
     with Progress(len(ids), desc) as p:
         for j, i in enumerate(ids):
-            out[j] = window_features(*trial_window(ds, int(i), cfg.receiver), cfg)
+            out[j] = trial_features(ds, int(i), cfg)
             p.update()
     return out

@@ -194,7 +194,10 @@ def build_for_run(board: str, run, out_dir, *, stream=None, **kw) -> Firmware:
     fresh = (gen / "model.h").is_file() and (gen / "model.json").is_file() and (gen / "model.h").stat().st_mtime >= newest
     if not fresh:
         codegen(run, gen, stream=stream)
-        if run.is_dir() and (run / "features.json").is_file() and (run / "normalizer.json").is_file():
+        if (run.is_dir() and (run / "features.json").is_file() and (run / "normalizer.json").is_file()
+                and not json.loads((run / "features.json").read_text()).get("cross_antenna")):
+            # (the device DSP computes the amplitude channels only: a model with cross-antenna
+            # channels gets a firmware without DSP, fed with host-computed features)
             from rfedge_codegen.emit_dsp import dsp_config_for_run
 
             dsp_config_for_run(run, gen, tflite=(gen / "model.tflite").read_bytes())

@@ -33,8 +33,8 @@ import numpy as np
 
 from rfedge import dsp
 from rfedge.errors import RfedgeError
-from rfedge.featcache import FeatureStore
-from rfedge.features import FeatureConfig
+from rfedge.featcache import FeatureStore, OpenArrays
+from rfedge.features import FeatureConfig, segment_grid, trial_receiver
 from rfedge.fileio import atomic_write_bytes
 
 DEFAULT_PHASE_GROUPS = 8
@@ -78,23 +78,11 @@ def ratio_phase(csi: np.ndarray, t_us: np.ndarray, cfg: FeatureConfig, groups: i
     g = dsp.group_subcarriers(q, groups)                                  # [P, G] complex mean
     ph = np.unwrap(np.angle(g), axis=0)                                   # over packets
     t = np.asarray(t_us, np.float64)
-    # The student resamples at rate_hz from the first packet over floor(duration·rate)+1 samples,
-    # then stretches those onto n_samples: the same instants, computed here in one interpolation.
-    n_uni = max(int(np.floor((t[-1] - t[0]) * 1e-6 * cfg.rate_hz)) + 1, 2)
-    grid = t[0] + np.linspace(0, n_uni - 1, cfg.n_samples) * (1e6 / cfg.rate_hz)
+    grid = segment_grid(t, cfg)   # the student's instants, in one interpolation
     x = np.stack([np.interp(grid, t, ph[:, k]) for k in range(groups)], axis=1)   # [n_samples, G]
     W = _frame_weights(cfg) if weights is None else weights
     frames = W @ x                                                        # [T, G]
     return (frames - frames.mean(axis=0, keepdims=True)).astype(np.float32)
-
-
-def trial_ratio_window(arr_csi, arr_n, arr_t, i: int, receiver: int):
-    """(complex [A, P, S], t_us [P]) of trial i at ``receiver``, all antennas."""
-    P = int(arr_n[i, receiver])
-    if P < 2:
-        raise RfedgeError(f"trial {i}: receiver {receiver} has {P} packets; the teacher needs at least 2")
-    x = np.asarray(arr_csi[i, receiver, :, :P], dtype=np.float32)
-    return x[..., 0] + 1j * x[..., 1], np.asarray(arr_t[i, receiver, :P])
 
 
 def _code_digest() -> str:
@@ -163,10 +151,10 @@ class TeacherInputs:
                 self._have = np.zeros(n, bool)
         need = [i for i in ids if not self._have[i]]
         if need:
-            csi, npk, tus = self.ds.array("csi"), self.ds.array("n_packets"), self.ds.array("t_us")
+            src = OpenArrays(self.ds)
             W = _frame_weights(self.cfg)
             for i in need:
-                self._phase[i] = ratio_phase(*trial_ratio_window(csi, npk, tus, i, self.cfg.receiver), self.cfg,
+                self._phase[i] = ratio_phase(*trial_receiver(src, i, self.cfg.receiver), self.cfg,
                                              self.phase_groups, W)
                 self._have[i] = True
             f = self._file()

@@ -30,7 +30,7 @@ from rfedge.data.dataset import Dataset
 from rfedge.dsp import Normalizer
 from rfedge.errors import RfedgeError
 from rfedge.featcache import FeatureStore
-from rfedge.features import FeatureConfig, trial_window, window_features
+from rfedge.features import FeatureConfig, receiver_features, trial_receiver, trial_window, window_features
 from rfedge.fileio import atomic_write_json
 from rfedge.metrics import classification_report, save_confusion_png
 from rfedge.models import MODEL_KINDS
@@ -331,13 +331,14 @@ def measure_latency_ms(ds, ids, cfg: FeatureConfig, predict, repeats: int) -> fl
     The raw window is read before the clock starts (on a device it arrives from the radio).
     Reported, never asserted: it depends on the machine and its load.
     """
-    windows = [trial_window(ds, int(i), cfg.receiver) for i in ids]
-    predict(window_features(*windows[0], cfg)[None])          # warm-up: tracing, lazy imports
+    read, feats = (trial_receiver, receiver_features) if cfg.cross_antenna else (trial_window, window_features)
+    windows = [read(ds, int(i), cfg.receiver) for i in ids]
+    predict(feats(*windows[0], cfg)[None])          # warm-up: tracing, lazy imports
     times = []
     for r in range(repeats):
         w = windows[r % len(windows)]
         t0 = time.perf_counter()
-        predict(window_features(*w, cfg)[None])
+        predict(feats(*w, cfg)[None])
         times.append(time.perf_counter() - t0)
     return float(np.median(times) * 1e3)
 
