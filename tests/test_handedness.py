@@ -101,6 +101,7 @@ def test_feature_config_choices_and_the_store(tmp_path):
                                             overrides=dict(users=1, sessions=1, trials_per_class=1)))
     digits = Dataset.open(synth_csi_dataset(tmp_path / "d", overrides=dict(users=1, sessions=1, trials_per_class=1)))
     assert config_for(mirror).cross_antenna and not config_for(mirror, model="svm").cross_antenna
+    assert config_for(mirror).receiver == 1 and config_for(digits).receiver == 0
     assert not config_for(mirror, "amplitude").cross_antenna and not config_for(digits).cross_antenna
     with pytest.raises(RfedgeError, match="2 antennas"):
         config_for(digits, "cross-antenna")
@@ -109,9 +110,29 @@ def test_feature_config_choices_and_the_store(tmp_path):
     cfg = config_for(mirror)
     ids = list(range(4))
     X = dataset_features(mirror, ids, cfg)
-    amp = dataset_features(mirror, ids, FeatureConfig())
+    amp = dataset_features(mirror, ids, FeatureConfig(receiver=cfg.receiver))
     assert X.shape == (4,) + cfg.shape and np.array_equal(X[:, :cfg.groups], amp)
     assert np.array_equal(X[1], trial_features(mirror, 1, cfg))
     assert np.array_equal(FeatureStore(mirror, cache_dir=tmp_path / "c").features(ids, cfg), X)
     with pytest.raises(RfedgeError, match="one antenna"):
         trial_features(digits, 0, FeatureConfig(cross_antenna=True))
+
+
+def test_mirror_preset_has_a_receiver_off_the_mirror_axis():
+    """Receiver 0 closes the main link symmetrically: a hand and its mirror image through the
+    user's midline (x -> -x) have the same path length there. The receiver models read
+    (model_receiver) is off that axis in every environment."""
+    from rfedge.sim.csi import _bistatic_len, make_environment
+    from rfedge.sim.presets import load_preset
+
+    cfg = load_preset("esp32-mirror")
+    r = int(cfg["model_receiver"])
+    assert r >= 1
+    hands = np.array([[0.17, 0.45, 0.35], [0.12, 0.3, 0.5], [0.2, 0.6, 0.3]])
+    mirrored = hands * np.array([-1.0, 1.0, 1.0])
+    for e in range(cfg["environments"]):
+        env = make_environment(cfg, e)
+        assert env.receivers > r
+        a, b = (sum(_bistatic_len(p, env.tx, env.rx)) for p in (hands, mirrored))   # d_tx + d_rx [R, 3]
+        assert np.allclose(a[0], b[0]), "receiver 0 cannot tell the hands apart"
+        assert np.all(np.abs(a[r] - b[r]) > 0.02), f"environment {e}: receiver {r} sees the hands' paths differ"

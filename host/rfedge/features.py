@@ -172,11 +172,12 @@ FEATURE_CHOICES = ("auto", "amplitude", "cross-antenna")
 
 
 def config_for(ds, choice: str = "auto", model: str | None = None) -> FeatureConfig:
-    """The FeatureConfig of a model of this dataset. ``choice``: "amplitude" (the device DSP's
-    channels), "cross-antenna" (+ the handedness channels of rfedge.handedness: they tell mirrored
-    gestures apart where the amplitude cannot; host-side only) or "auto": cross-antenna where the
-    receivers have 2 antennas, except for the hand-crafted SVM (its per-frame energy/entropy
-    statistics are for log-power channels)."""
+    """The FeatureConfig of a model of this dataset. Its receiver is the dataset's
+    ``config.model_receiver`` (default 0). ``choice``: "amplitude" (the device DSP's channels),
+    "cross-antenna" (+ the handedness channels of rfedge.handedness: they tell mirrored gestures
+    apart where the amplitude cannot; host-side only) or "auto": cross-antenna where the receivers
+    have 2 antennas, except for the hand-crafted SVM (its per-frame energy/entropy statistics are
+    for log-power channels)."""
     from rfedge.errors import RfedgeError
 
     if choice not in FEATURE_CHOICES:
@@ -185,7 +186,10 @@ def config_for(ds, choice: str = "auto", model: str | None = None) -> FeatureCon
     if choice == "cross-antenna" and not two:
         raise RfedgeError("cross-antenna features need 2 antennas per receiver; this dataset has 1 (simulate one "
                           "with --preset esp32-mirror)", path=ds.path, field="features")
-    return FeatureConfig(cross_antenna=choice == "cross-antenna" or (choice == "auto" and two and model != "svm"))
+    # the dataset's recommended receiver (esp32-mirror: one off the link's mirror axis)
+    receiver = int((ds.manifest.get("config") or {}).get("model_receiver", 0))
+    return FeatureConfig(receiver=receiver,
+                         cross_antenna=choice == "cross-antenna" or (choice == "auto" and two and model != "svm"))
 
 
 def trial_window(ds, i: int, receiver: int = 0):
