@@ -743,41 +743,30 @@ RFE_EINSUM_CLASS_PASS4(11)
 RFE_EINSUM_CLASS_PASS4(10)
 RFE_EINSUM_CLASS_PASS4(7)
 
-/* class_sums for I = 2 and R <= 32 (the groups as there) with the live-repetition mask. */
-static void class_sums4(const uint32_t *W, const uint32_t *P, int32_t R, uint32_t live, int32_t C, uint32_t *acc)
-{
-    const int32_t n = 4 * R;
-    int32_t c = 0, k;
-    for (; c + 11 <= C; c += 11, W += 11 * n) class_pass4_11(W, P, R, live, acc + c);
-    if (c + 10 <= C) {
-        class_pass4_10(W, P, R, live, acc + c);
-        c += 10;
-        W += 10 * n;
-    } else if (c + 7 <= C) {
-        class_pass4_7(W, P, R, live, acc + c);
-        c += 7;
-        W += 7 * n;
-    }
-    for (; c < C; c++) {
-        uint32_t s0 = 0;
-        for (k = 0; k < n; k++) s0 += mulhu(*W++, P[k]);
-        acc[c] = s0;
-    }
-}
-
 /* acc[c] = sum_k mulhu(W_c[k], P[k]), k < n. Classes in groups (11 while at least 11 remain, then
  * one of 10 or of 7 if that many remain), each group's weights interleaved [n][G]; the classes
- * left after the groups row by row (rfedge_codegen.emit_einsum writes this layout). */
-static void class_sums(const uint32_t *W, const uint32_t *P, int32_t n, int32_t C, uint32_t *acc)
+ * left after the groups row by row (rfedge_codegen.emit_einsum writes this layout). With R > 0
+ * (I = 2, n = 4 R, R <= 32) the groups skip the repetitions whose bit of ``live`` is clear (their
+ * products must be zero: the row-by-row classes add them). */
+#define RFE_EINSUM_CLASS_GROUP(G)                                                                     \
+    do {                                                                                              \
+        if (R)                                                                                        \
+            class_pass4_##G(W, P, R, live, acc + c);                                                  \
+        else                                                                                          \
+            class_pass_##G(W, P, n, acc + c);                                                         \
+    } while (0)
+
+static void class_sums(const uint32_t *W, const uint32_t *P, int32_t n, int32_t R, uint32_t live, int32_t C,
+                       uint32_t *acc)
 {
     int32_t c = 0, k;
-    for (; c + 11 <= C; c += 11, W += 11 * n) class_pass_11(W, P, n, acc + c);
+    for (; c + 11 <= C; c += 11, W += 11 * n) RFE_EINSUM_CLASS_GROUP(11);
     if (c + 10 <= C) {
-        class_pass_10(W, P, n, acc + c);
+        RFE_EINSUM_CLASS_GROUP(10);
         c += 10;
         W += 10 * n;
     } else if (c + 7 <= C) {
-        class_pass_7(W, P, n, acc + c);
+        RFE_EINSUM_CLASS_GROUP(7);
         c += 7;
         W += 7 * n;
     }
@@ -1017,16 +1006,18 @@ static RFE_NOINLINE int32_t root_classes(const rfe_einsum_model_t *m, uint32_t *
                 roots[1] >>= s;
                 roots[2] >>= s;
                 roots[3] >>= s;
+            } else {
+                roots[0] = roots[1] = roots[2] = roots[3] = 0u;
             }
         }
-        class_sums4(m->WR, roots - n, R, live, C, acc);
+        class_sums(m->WR, roots - n, n, R, live, C, acc);
     } else {
         for (r = 0; r < R; r++) {
             const int32_t s = E - rootE[r];
             uint32_t *v = roots + r * II;
             for (c = 0; c < II; c++) v[c] = s < 32 ? v[c] >> s : 0u;
         }
-        class_sums(m->WR, roots, n, C, acc);
+        class_sums(m->WR, roots, n, 0, 0u, C, acc);
     }
     for (c = 0; c < C; c++) z += mulhu(acc[c] >> rshC, m->pw[c]);
     lz = m->pcmax + log2q(z) + (rshC << RFE_EINSUM_LU_BITS);
