@@ -16,7 +16,7 @@ from rfedge import einsum_fixed as ex
 from rfedge.errors import RfedgeError
 from rfedge.models import einsum_format as ef
 
-from rfedge_codegen.emit_einsum import (EINSUM_KERNELS, HARNESS, QEMU_RV32, RV32_CC, actual_ops,
+from rfedge_codegen.emit_einsum import (EINSUM_KERNELS, QEMU_RV32, RV32_CC, actual_ops,
                                         compile_einsum_host, einsum_kernel_dir, emit_einsum_c,
                                         measure_rv32, run_einsum_fuse_host, run_einsum_host)
 
@@ -181,7 +181,7 @@ def separable_net(F=38, D=3, C=21, R=2, seed=0, noise=1.0, eps=1e-3, leaf_mixing
     for l in range(D):
         shape = ef.logw_shape(D, K, L, R, C, l, leaf_mixing=leaf_mixing)
         w = np.full(shape, eps / (shape[-1] ** 2 - 1))
-        o, i = shape[-3], shape[-1]
+        o = shape[-3]
         for k in range(o):
             w[..., k, k, k] = 1.0 - eps
         lw.append(np.log(w))
@@ -382,7 +382,6 @@ def test_c_fusion_equals_integer_reference(paper_builds):
 def test_fusion_of_three_paper_nets_matches_float(paper_builds):
     """The aggregator's integer fusion against the float product of posteriors."""
     lq, lf = [], []
-    n = None
     for (name, mixing), (p, fx, X, exe) in paper_builds.items():
         if not mixing:
             continue

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import zipfile
 
 import numpy as np
 import pytest

@@ -410,8 +410,8 @@ def train_alignment(data_dir, out_run, *, split: str = "in-session", fold=0, mir
     from rfedge.fileio import atomic_write_json
     from rfedge.models.student import to_model_input
     from rfedge.semantics import load_embeddings
-    from rfedge.train import (PREDICTIONS_FILE, _versions, cap_ids, configure_tf_threads, fold_features,
-                              fold_trials, save_predictions)
+    from rfedge.train import (PREDICTIONS_FILE, _versions, configure_tf_threads, fold_features,
+                              fold_trials)
 
     stream = stream or sys.stderr
     epochs = int(epochs if epochs is not None else (QUICK_EPOCHS if quick else DEFAULT_EPOCHS))

@@ -7,8 +7,7 @@ compute the same numbers: no data-dependent branches beyond clipping, small fixe
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from rfedge import activity
 from rfedge.sim.csi_stream import synth_stream
 

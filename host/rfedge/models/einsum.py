@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 
 import numpy as np
